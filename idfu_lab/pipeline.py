@@ -1,0 +1,148 @@
+"""The whole study as papermill runs of the numbered notebooks.
+
+``01_data_audit`` runs once; ``02_training``, ``03_evaluation``, ``04_failure_taxonomy`` and
+``05_delta_tracing`` run once per seed, in that order; ``06_summary`` runs once over all seeds.
+Executed copies (with their injected parameters) are kept in the run directory::
+
+    runs/<name>/notebooks/01_data_audit.ipynb
+    runs/<name>/notebooks/seed-<s>/02_training.ipynb ... 05_delta_tracing.ipynb
+    runs/<name>/notebooks/06_summary.ipynb
+
+Resuming: a notebook whose executed copy exists and was produced for the same config hash is
+skipped (``--force`` re-runs everything, and forgets every finished step inside the notebooks too).
+A failing notebook stops the run with its path and the failing cell; seeds already finished are kept.
+Seeds are independent: ``--seeds 123`` on one machine and ``--seeds 7`` on another, into the same run
+directory layout, then ``--only 06_summary``, is the cluster recipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from idfu_lab import runs
+from idfu_lab.config import repo_root
+from idfu_lab.errors import IdfuError
+
+logger = logging.getLogger(__name__)
+
+ONCE_BEFORE = ("01_data_audit",)
+PER_SEED = ("02_training", "03_evaluation", "04_failure_taxonomy", "05_delta_tracing")
+ONCE_AFTER = ("06_summary",)
+NOTEBOOKS = ONCE_BEFORE + PER_SEED + ONCE_AFTER
+
+
+class NotebookFailed(IdfuError):
+    """A notebook raised; the message names the executed copy and the cell."""
+
+
+@dataclass
+class StepResult:
+    notebook: str
+    seed: int | None
+    output: Path
+    skipped: bool
+    seconds: float
+
+
+def notebooks_dir() -> Path:
+    return repo_root() / "notebooks"
+
+
+def _executed_path(run: runs.Run, notebook: str, seed: int | None) -> Path:
+    sub = Path("notebooks") if seed is None else Path("notebooks") / f"seed-{seed}"
+    return run.path(sub / f"{notebook}.ipynb")
+
+
+def _execute(source: Path, output: Path, parameters: dict, kernel_name: str) -> None:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        pm.execute_notebook(
+            str(source),
+            str(output),
+            parameters=parameters,
+            kernel_name=kernel_name,
+            cwd=str(repo_root()),
+            progress_bar=False,
+            log_output=False,
+            request_save_on_cell_execute=True,
+        )
+    except PapermillExecutionError as e:
+        where = f"cell {e.exec_count}" if e.exec_count is not None else f"cell index {e.cell_index}"
+        raise NotebookFailed(
+            f"notebook {source.name} failed at {where} with {e.ename}: {e.evalue}; executed copy: {output}"
+        ) from None
+
+
+def run_pipeline(
+    config_path: str | Path,
+    seeds: Sequence[int] | None = None,
+    run_dir: str | Path | None = None,
+    *,
+    force: bool = False,
+    only: Sequence[str] | None = None,
+    kernel_name: str = "python3",
+    progress: bool = True,
+) -> list[StepResult]:
+    """Execute the notebooks for ``seeds`` (default: the config's) and return what ran or was skipped."""
+    from tqdm.auto import tqdm
+
+    run = runs.open(config_path, run_dir=run_dir)
+    seeds = list(seeds) if seeds else run.seeds
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise IdfuError(f"seed must be an integer, got {s!r}")
+    wanted = set(only) if only else set(NOTEBOOKS)
+    unknown = wanted - set(NOTEBOOKS)
+    if unknown:
+        raise IdfuError(f"unknown notebook(s) {sorted(unknown)}; notebooks: {', '.join(NOTEBOOKS)}")
+    if force:
+        forget_everything(run, seeds)
+
+    plan: list[tuple[str, int | None]] = [(nb, None) for nb in ONCE_BEFORE if nb in wanted]
+    plan += [(nb, s) for s in seeds for nb in PER_SEED if nb in wanted]
+    plan += [(nb, None) for nb in ONCE_AFTER if nb in wanted]
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if run.config.profile == "tiny":
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny profile never needs the Hub
+    config_arg = str(Path(run.config.source).resolve()) if run.config.source else str(config_path)
+    results: list[StepResult] = []
+    bar = tqdm(plan, desc="notebooks", unit="nb", disable=not progress)
+    for notebook, seed in bar:
+        bar.set_postfix_str(notebook if seed is None else f"{notebook} seed {seed}")
+        scoped = run if seed is None else run.for_seed(seed)
+        step = f"notebook:{notebook}"
+        output = _executed_path(run, notebook, seed)
+        if scoped.is_done(step):
+            logger.info("skip %s%s: done for this config", notebook, "" if seed is None else f" (seed {seed})")
+            results.append(StepResult(notebook, seed, output, True, 0.0))
+            continue
+        params: dict = {"config_path": config_arg, "run_dir": str(run.dir.resolve())}
+        if seed is not None:
+            params["seed"] = seed
+        source = notebooks_dir() / f"{notebook}.ipynb"
+        if not source.exists():
+            raise IdfuError(f"notebook not found: {source}")
+        t0 = time.perf_counter()
+        _execute(source, output, params, kernel_name)
+        seconds = time.perf_counter() - t0
+        scoped.mark_done(step, [output], seconds=round(seconds, 2))
+        logger.info("ran %s%s in %.1f s", notebook, "" if seed is None else f" (seed {seed})", seconds)
+        results.append(StepResult(notebook, seed, output, False, seconds))
+    run.update_manifest(last_pipeline={"seeds": seeds, "notebooks": sorted(wanted), "finished": time.time()})
+    return results
+
+
+def forget_everything(run: runs.Run, seeds: Sequence[int]) -> None:
+    """Drop every finished-step record (run level and given seeds) so everything is recomputed."""
+    for scoped in [run, *(run.for_seed(s) for s in seeds)]:
+        m = scoped.manifest()
+        if m.get("steps"):
+            scoped.update_manifest(steps={})

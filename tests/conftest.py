@@ -1,0 +1,41 @@
+"""Shared fixtures. Tests never reach the Hugging Face Hub: HF_HUB_OFFLINE is set for the session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (real model outputs and MBPP); tests that need it skip where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent (real-data tests run where it is present)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole pipeline on the tiny profile, one seed, executed once per session by papermill.
+
+    Notebook and book tests assert on this run's executed notebooks and artefacts instead of
+    re-executing everything: the papermill run *is* the test of each notebook.
+    """
+    from idfu_lab.pipeline import run_pipeline
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    run_pipeline("configs/tiny.yaml", seeds=[42], run_dir=run_dir, progress=False)
+    return run_dir

@@ -1,0 +1,46 @@
+"""Run directories: provenance on every artefact, resumable steps keyed by the config hash."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from idfu_lab import runs
+from idfu_lab.errors import IdfuError
+
+
+def test_open_writes_config_and_manifest(tmp_path) -> None:
+    run = runs.open("tiny", seed=42, run_dir=tmp_path / "r")
+    assert (run.dir / "config.yaml").exists()
+    for m in (run.manifest(), run.for_seed(42).manifest(), runs.Run(run.config, run.dir).manifest()):
+        assert m["config_hash"] == run.config_hash
+        assert {"git", "packages", "data_hashes", "device", "started"} <= set(m)
+    assert run.manifest()["seed"] == 42
+    assert run.manifest()["packages"]["torch"]
+    assert len(run.manifest()["data_hashes"]["data.pairs"]) == 64
+    assert run.seed_path("results/base.jsonl") == tmp_path / "r" / "seed-42" / "results" / "base.jsonl"
+
+
+def test_seeding_is_reproducible(tmp_path) -> None:
+    runs.open("tiny", seed=7, run_dir=tmp_path)
+    a = random.random()
+    runs.open("tiny", seed=7, run_dir=tmp_path)
+    assert random.random() == a
+
+
+def test_steps_are_done_only_for_the_same_config_and_existing_outputs(tmp_path) -> None:
+    run = runs.open("tiny", seed=42, run_dir=tmp_path)
+    out = run.seed_path("x/out.txt")
+    out.write_text("1")
+    run.mark_done("step", [out])
+    assert run.is_done("step")
+    other = runs.open("tiny", seed=42, run_dir=tmp_path, overrides={"dpo.beta": 0.3})
+    assert not other.is_done("step")  # another recipe never reuses the cached output
+    out.unlink()
+    assert not run.is_done("step")  # a deleted output is not done
+
+
+def test_seed_must_be_an_integer(tmp_path) -> None:
+    with pytest.raises(IdfuError, match="seed must be an integer"):
+        runs.open("tiny", seed="42", run_dir=tmp_path)  # type: ignore[arg-type]
