@@ -1,0 +1,78 @@
+"""The pipeline end to end: papermill runs every notebook, records provenance, resumes, and fails loudly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from idfu_lab.pipeline import NOTEBOOKS, PER_SEED, NotebookFailed, run_pipeline
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _executed(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "notebooks").rglob("*.ipynb"))
+
+
+def test_every_notebook_ran_with_injected_parameters(demo_run: Path) -> None:
+    names = [p.stem for p in _executed(demo_run)]
+    assert sorted(names) == sorted(NOTEBOOKS)  # one seed: each notebook once
+    for path in _executed(demo_run):
+        nb = nbformat.read(path, as_version=4)
+        tags = [c.metadata.get("tags", []) for c in nb.cells]
+        assert any("injected-parameters" in t for t in tags), path
+        assert nb.metadata["papermill"]["parameters"]["run_dir"] == str(demo_run.resolve())
+        if path.stem in PER_SEED:
+            assert nb.metadata["papermill"]["parameters"]["seed"] == 42
+        errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, path
+
+
+def test_manifests_carry_provenance(demo_run: Path) -> None:
+    for manifest in (demo_run / "manifest.json", demo_run / "seed-42" / "manifest.json"):
+        m = json.loads(manifest.read_text())
+        assert {"config_hash", "git", "packages", "data_hashes", "device", "started", "steps"} <= set(m)
+    seed_steps = json.loads((demo_run / "seed-42" / "manifest.json").read_text())["steps"]
+    assert {f"notebook:{nb}" for nb in PER_SEED} <= set(seed_steps)
+
+
+def test_rerun_skips_finished_notebooks(demo_run: Path) -> None:
+    results = run_pipeline("configs/tiny.yaml", seeds=[42], run_dir=demo_run, progress=False)
+    assert [r.skipped for r in results] == [True] * len(NOTEBOOKS)
+
+
+def test_failing_notebook_names_path_and_cell(tmp_path: Path) -> None:
+    cfg = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    cfg["data"]["pairs"] = str(tmp_path / "missing_pairs.jsonl")
+    config = tmp_path / "broken.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(NotebookFailed, match=r"01_data_audit\.ipynb failed at cell \d+ with \w+") as info:
+        run_pipeline(config, seeds=[42], run_dir=tmp_path / "run", only=["01_data_audit"], progress=False)
+    assert "missing_pairs.jsonl" in str(info.value)
+    assert (tmp_path / "run" / "notebooks" / "01_data_audit.ipynb").exists()  # the executed copy is kept
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--config", "no/such.yaml"], "config file not found: no/such.yaml"),
+        (["run", "--config", "huge"], "unknown profile 'huge'"),
+        (["run", "--seeds", "x"], "invalid int value: 'x'"),
+        (["config", "configs/tiny.yaml", "--nope"], "unrecognized arguments: --nope"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args: list[str], message: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "idfu_lab.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
