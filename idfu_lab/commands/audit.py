@@ -1,0 +1,137 @@
+"""``idfu-lab audit`` (check a pair set before training) and ``idfu-lab curate`` (build one from a model's samples)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from idfu_lab.errors import IdfuError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    a = sub.add_parser(
+        "audit",
+        help="audit preference pairs: gate parity, duplicates, HumanEval overlap, synthetic bugs, lengths",
+        description=(
+            "Re-run both sides of every pair through the executor and check what DPO on them assumes. Writes "
+            "DIR/audit.json, DIR/pairs_annotated.jsonl, DIR/quarantine.jsonl and DIR/train_pairs.jsonl "
+            "(the pairs with gate parity)."
+        ),
+    )
+    a.add_argument("pairs", help="a JSONL/JSON/Parquet file, a saved datasets folder, or a Hub dataset id")
+    a.add_argument(
+        "--problems",
+        help="problem set that pairs' problem_id refer to: an MBPP/HumanEval file, 'humaneval' or a Hub id",
+    )
+    a.add_argument("--out", required=True, help="output folder")
+    a.add_argument(
+        "--config",
+        help="a recipe (or profile name): its tokenizer, length limits, thresholds and column names; "
+        "without it lengths are counted in characters and the defaults are used",
+    )
+    a.add_argument("--workers", type=int, help="executor processes (default: one per core)")
+    a.add_argument("--strict", action="store_true", help="exit with status 1 when a checklist item fails")
+    a.add_argument("--json", action="store_true", help="print audit.json instead of the checklist")
+    a.set_defaults(func=_audit)
+
+    c = sub.add_parser(
+        "curate",
+        help="build honest pairs: sample K replies per problem, gate them, pair passes with failures",
+        description=(
+            "Sample replies from the configured model, run each through the audit's gates, and pair passing with "
+            "failing replies of the same problem. Writes PAIRS.jsonl (when any pair was made) and "
+            "PAIRS.jsonl.report.json; the samples are cached in PAIRS.jsonl.generations.jsonl (a re-run resumes)."
+        ),
+    )
+    c.add_argument("--config", required=True, help="a recipe or profile name (the model and its decoding)")
+    c.add_argument("--problems", required=True, help="problem pool: an MBPP/HumanEval file or a Hub id")
+    c.add_argument("--out", required=True, help="output pairs file (.jsonl)")
+    c.add_argument("--samples", type=int, default=4, help="samples per problem, K (default 4)")
+    c.add_argument(
+        "--max-pairs-per-problem", type=int, default=2, help="at most M pairs per problem (default 2)"
+    )
+    c.add_argument("--balance", action="store_true", help="spread the rejected side over outcome categories")
+    c.add_argument("--task-ids", help="use only these problem ids, e.g. 511-974 (MBPP's training side)")
+    c.add_argument("--limit", type=int, help="use only the first N problems (after --task-ids)")
+    c.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    c.add_argument(
+        "--temperature",
+        type=float,
+        help="sampling temperature (default: the config's, or 0.8 if it is greedy)",
+    )
+    c.add_argument("--workers", type=int, help="executor processes (default: one per core)")
+    c.set_defaults(func=_curate)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from idfu_lab.audit import audit_config, audit_pairs
+    from idfu_lab.pairs import load, load_problem_set
+
+    if args.config:
+        from idfu_lab.config import load_config
+
+        cfg = load_config(args.config)
+        report = audit_config(
+            cfg, pairs=args.pairs, problems=args.problems, workers=args.workers, progress=True
+        )
+    else:
+        problems = load_problem_set(args.problems) if args.problems else None
+        pair_set = load(args.pairs, problems=problems)
+        report = audit_pairs(pair_set, workers=args.workers, progress=True, problems_source=args.problems)
+    paths = report.write(args.out)
+    s = report.summary
+    if s["n_pairs"] == 0:
+        first = report.quarantine[0] if report.quarantine else None
+        detail = f"; first: row {first['line']}: {first['reason']}" if first else ""
+        raise IdfuError(
+            f"{args.pairs}: no usable pairs ({s['n_quarantined']} rows quarantined{detail}); see {paths['quarantine.jsonl']}"
+        )
+    if args.json:
+        print(json.dumps(s, indent=2, ensure_ascii=False, default=str))
+    else:
+        print(
+            f"{s['n_pairs']} pairs ({s['n_quarantined']} quarantined), {s['parity_violations']} parity violations, "
+            f"{s['n_train_pairs']} kept for training"
+        )
+        width = max(len(item["item"]) for item in s["checklist"])
+        for item in s["checklist"]:
+            print(f"  [{item['status']:>4}] {item['item']:<{width}}  {item['evidence']}")
+        print(f"written: {', '.join(str(p) for p in paths.values())}")
+    return 1 if args.strict and s["checklist_failed"] else 0
+
+
+def _curate(args: argparse.Namespace) -> int:
+    from idfu_lab.config import load_config
+    from idfu_lab.curate import curate, select_problems
+    from idfu_lab.pairs import load_problem_set
+
+    cfg = load_config(args.config)
+    problems = select_problems(load_problem_set(args.problems), task_ids=args.task_ids, limit=args.limit)
+    out = Path(args.out)
+    result = curate(
+        cfg,
+        problems,
+        samples=args.samples,
+        max_pairs_per_problem=args.max_pairs_per_problem,
+        balance=args.balance,
+        seed=args.seed,
+        temperature=args.temperature,
+        cache_path=out.with_name(out.name + ".generations.jsonl"),
+        workers=args.workers,
+    )
+    written = result.write(out)
+    r = result.report
+    print(
+        f"{r['n_problems']} problems ({len(r['reference_failures'])} with a failing reference, not used), "
+        f"{r['n_candidates']} samples: {r['n_pass']} pass, {r['n_fail']} fail"
+    )
+    report_path = out.with_name(out.name + ".report.json")
+    if written is None:
+        print(f"no pairs: {result.reason}")
+        print(f"nothing written to {out}; report: {report_path}")
+        return 1
+    outcomes = ", ".join(f"{k} {v}" for k, v in r["rejected_outcomes"].items())
+    print(f"{r['n_pairs']} pairs from {r['problems_paired']} problems (rejected: {outcomes})")
+    print(f"written: {written}; report: {report_path}")
+    return 0

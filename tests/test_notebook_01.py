@@ -1,0 +1,89 @@
+"""Notebook 01 executed by papermill on the tiny profile: the audit of the fixture, its files and glued numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+from idfu_lab.pairs import TRAIN_FIELDS, read_jsonl
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "01_data_audit.ipynb"
+
+
+def glued(nb: nbformat.NotebookNode) -> dict[str, dict]:
+    """Every glued output of an executed notebook, by name: its mime bundle."""
+    out = {}
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                out[name] = output["data"]
+    return out
+
+
+def text(bundle: dict) -> str:
+    return next(v for k, v in bundle.items() if k.endswith("text/plain"))
+
+
+def test_committed_notebook_has_no_outputs_and_a_parameters_cell():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code)
+    assert code[0].metadata.get("tags") == ["parameters"]
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_notebook_01_audits_the_fixture(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "tiny"
+    out = tmp_path / "01_data_audit.ipynb"
+    papermill.execute_notebook(
+        str(NOTEBOOK),
+        str(out),
+        parameters={"config_path": "tiny", "run_dir": str(run_dir)},
+        kernel_name="python3",
+        cwd=str(REPO),
+        progress_bar=False,
+    )
+    nb = nbformat.read(out, as_version=4)
+    assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    values = {name: text(bundle) for name, bundle in glued(nb).items()}
+    expected = {
+        "n_rows": "25",
+        "n_pairs": "25",
+        "n_quarantined": "0",
+        "chosen_pass": "25",
+        "rejected_fail": "24",
+        "parity_violations": "1",
+        "n_train_pairs": "24",
+        "near_duplicates": "0",
+        "contaminated": "0",
+        "suspected_synthetic": "1",
+        "over_max_prompt_length": "0",
+        "over_max_length": "0",
+        "train_rejected_name_error": "7",
+        "train_rejected_assertion_fail": "7",
+        "train_rejected_type_error": "2",
+    }
+    assert {k: values[k] for k in expected} == expected
+    for fig in ("fig_audit_outcome_mix", "fig_audit_edit_distances", "fig_audit_lengths"):
+        assert "image/png" in glued(nb)[fig], fig
+
+    audit_dir = run_dir / "audit"
+    summary = json.loads((audit_dir / "audit.json").read_text())
+    assert summary["parity_violation_ids"] == ["fx-023"] and summary["tokenizer"] == "tiny"
+    train = read_jsonl(audit_dir / "train_pairs.jsonl")
+    assert len(train) == 24 and all(tuple(r) == TRAIN_FIELDS for r in train)
+    assert "fx-023" not in {r["id"] for r in train}
+    assert len(read_jsonl(audit_dir / "pairs_annotated.jsonl")) == 25
+    assert (audit_dir / "quarantine.jsonl").read_text() == ""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert sorted(manifest["steps"]["audit"]["outputs"]) == sorted(
+        f"audit/{n}" for n in ("audit.json", "pairs_annotated.jsonl", "quarantine.jsonl", "train_pairs.jsonl")
+    )
