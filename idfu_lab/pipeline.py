@@ -121,7 +121,9 @@ def run_pipeline(
         step = f"notebook:{notebook}"
         output = _executed_path(run, notebook, seed)
         if scoped.is_done(step):
-            logger.info("skip %s%s: done for this config", notebook, "" if seed is None else f" (seed {seed})")
+            logger.info(
+                "skip %s%s: done for this config", notebook, "" if seed is None else f" (seed {seed})"
+            )
             results.append(StepResult(notebook, seed, output, True, 0.0))
             continue
         params: dict = {"config_path": config_arg, "run_dir": str(run.dir.resolve())}

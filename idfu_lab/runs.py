@@ -293,7 +293,10 @@ class Run:
     def mark_done(self, step: str, outputs: list[str | Path] = (), **extra: Any) -> None:
         """Record that ``step`` finished, with its outputs (paths relative to the run directory)."""
         m = self.manifest()
-        rel = [str(Path(o).resolve().relative_to(self.dir.resolve())) if Path(o).is_absolute() else str(o) for o in outputs]
+        rel = [
+            str(Path(o).resolve().relative_to(self.dir.resolve())) if Path(o).is_absolute() else str(o)
+            for o in outputs
+        ]
         m.setdefault("steps", {})[step] = {
             "config_hash": self.config_hash,
             "outputs": rel,

@@ -23,12 +23,14 @@ def test_tiny_model_reloads_with_identical_token_ids() -> None:
     text = "def f(xs: list[int]) -> int:\n    return math.ceil(sum(xs) / 2)  # café\n"
     assert tok(text)["input_ids"] == raw.encode(text).ids  # the saved pipeline survives the reload
     assert tok.decode(tok(text)["input_ids"]) == text
-    chat = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    chat = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert chat == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
 
 
 def test_build_is_deterministic(tmp_path) -> None:
-    tiny = TinyModelConfig()
+    tiny = TinyModelConfig(warmup_steps=3)  # a short warm-up: the same code path, seconds instead of a minute
     a = models.build_tiny(tiny, tmp_path / "a")
     b = models.build_tiny(tiny, tmp_path / "b")
     assert (a / "tokenizer.json").read_text() == (b / "tokenizer.json").read_text()
@@ -49,7 +51,9 @@ def test_batched_greedy_generation_equals_one_by_one() -> None:
         for i, p in enumerate(prompts):
             one = tok(p, return_tensors="pt")
             single = model.generate(**one, max_new_tokens=6, do_sample=False)[0, one["input_ids"].shape[1] :]
-            assert tok.decode(single, skip_special_tokens=True) == tok.decode(batched[i], skip_special_tokens=True)
+            assert tok.decode(single, skip_special_tokens=True) == tok.decode(
+                batched[i], skip_special_tokens=True
+            )
 
 
 def test_precision_is_chosen_from_cuda_not_from_exceptions() -> None:

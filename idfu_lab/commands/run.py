@@ -13,11 +13,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="execute the notebooks with papermill: 01 once, 02-05 per seed, 06 over all seeds",
         description="Execute the study's notebooks with papermill into a run directory (resumable).",
     )
-    p.add_argument("--config", default="configs/tiny.yaml", help="a YAML recipe or a profile name (tiny, paper)")
+    p.add_argument(
+        "--config", default="configs/tiny.yaml", help="a YAML recipe or a profile name (tiny, paper)"
+    )
     p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the config's)")
     p.add_argument("--run-dir", help="run directory (default: runs/<config stem>)")
     p.add_argument("--force", action="store_true", help="re-run notebooks and steps that are already done")
-    p.add_argument("--only", nargs="+", choices=NOTEBOOKS, metavar="NOTEBOOK", help="run only these notebooks")
+    p.add_argument(
+        "--only", nargs="+", choices=NOTEBOOKS, metavar="NOTEBOOK", help="run only these notebooks"
+    )
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
     p.set_defaults(func=_run)
 
