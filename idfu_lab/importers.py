@@ -1,0 +1,221 @@
+"""Bring your own generations: other harnesses' sample files in our generations format.
+
+So that the failure taxonomy, the per-seed evaluation and the delta tracing work on any model's
+outputs, three common formats are read:
+
+- ``humaneval``: OpenAI human-eval ``samples.jsonl``, one ``{"task_id", "completion"}`` per line; the
+  completion continues the prompt. ``field`` names another text field (e.g. ``generation`` for files
+  that keep a raw chat reply there); task ids written ``Python/N`` (HumanEval-X, MultiPL-E) are read
+  as ``HumanEval/N``.
+- ``evalplus``: EvalPlus samples, ``{"task_id", "solution"}`` (a complete program) or
+  ``{"task_id", "completion"}`` (a body, as human-eval).
+- ``bigcode``: bigcode-evaluation-harness ``generations.json``, a JSON list with one entry per problem
+  in HumanEval order, each a list of strings that are complete programs (prompt + completion).
+
+Each row records which field its text came from: a complete program is kept as ``solution`` (run as
+it is), a continuation as ``completion`` (appended to the prompt), so the post-processing policies
+(:mod:`idfu_lab.postprocess`) treat it correctly. ``sample_index`` counts a task's samples in file order.
+A malformed input is an :class:`~idfu_lab.errors.IdfuError` naming the file and the line (or item).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from idfu_lab.errors import IdfuError
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("humaneval", "evalplus", "bigcode")
+
+_HUMANEVAL_X = re.compile(r"^Python/(\d+)$")
+
+
+def normalise_task_id(task_id: Any) -> str:
+    """``HumanEval/N`` for HumanEval-X style ``Python/N``; other ids as strings, unchanged."""
+    text = str(task_id)
+    m = _HUMANEVAL_X.match(text)
+    return f"HumanEval/{m.group(1)}" if m else text
+
+
+def _key(model: str, fmt: str, task_id: str, sample_index: int, text: str) -> str:
+    blob = json.dumps([model, fmt, task_id, sample_index, hashlib.sha256(text.encode()).hexdigest()])
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _row(
+    task_id: str, sample_index: int, field: str, text: str, *, model: str, fmt: str, source: str
+) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "sample_index": sample_index,
+        field: text,
+        "model": model,
+        "adapter": None,
+        "decoding": {"imported": fmt},
+        "template": None,
+        "seed": None,
+        "key": _key(model, fmt, task_id, sample_index, text),
+        "source_format": fmt,
+        "source_field": field,
+        "source_file": source,
+    }
+
+
+def _jsonl_records(path: Path):
+    with open(path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise IdfuError(f"{path}: line {i} is not valid JSON ({e.msg})") from None
+            if not isinstance(rec, dict):
+                raise IdfuError(f"{path}: line {i} is not a JSON object")
+            yield i, rec
+
+
+def _text(rec: dict[str, Any], field: str, path: Path, line: int) -> str:
+    value = rec[field]
+    if not isinstance(value, str):
+        raise IdfuError(f"{path}: line {line}: '{field}' must be a string, got {type(value).__name__}")
+    return value
+
+
+def read_humaneval(path: str | Path, *, model: str, field: str = "completion") -> list[dict[str, Any]]:
+    """human-eval ``samples.jsonl`` (``task_id`` + ``completion``, or the text in ``field``)."""
+    path = Path(path)
+    counts: dict[str, int] = defaultdict(int)
+    rows = []
+    for i, rec in _jsonl_records(path):
+        if "task_id" not in rec:
+            raise IdfuError(f"{path}: line {i} has no 'task_id'")
+        if field not in rec:
+            raise IdfuError(
+                f"{path}: line {i} has no '{field}' (a human-eval sample needs task_id and completion)"
+            )
+        task_id = normalise_task_id(rec["task_id"])
+        row = _row(
+            task_id,
+            counts[task_id],
+            "completion",
+            _text(rec, field, path, i),
+            model=model,
+            fmt="humaneval",
+            source=str(path),
+        )
+        for extra in ("passed", "result"):
+            if extra in rec:
+                row[f"source_{extra}"] = rec[extra]
+        counts[task_id] += 1
+        rows.append(row)
+    return rows
+
+
+def read_evalplus(path: str | Path, *, model: str) -> list[dict[str, Any]]:
+    """EvalPlus samples: ``task_id`` and ``solution`` (complete program) or ``completion`` (a body)."""
+    path = Path(path)
+    counts: dict[str, int] = defaultdict(int)
+    rows = []
+    for i, rec in _jsonl_records(path):
+        if "task_id" not in rec:
+            raise IdfuError(f"{path}: line {i} has no 'task_id'")
+        if "solution" in rec:
+            field = "solution"
+        elif "completion" in rec:
+            field = "completion"
+        else:
+            raise IdfuError(f"{path}: line {i} has neither 'solution' nor 'completion'")
+        task_id = normalise_task_id(rec["task_id"])
+        rows.append(
+            _row(
+                task_id,
+                counts[task_id],
+                field,
+                _text(rec, field, path, i),
+                model=model,
+                fmt="evalplus",
+                source=str(path),
+            )
+        )
+        counts[task_id] += 1
+    return rows
+
+
+def read_bigcode(path: str | Path, *, model: str, task_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """bigcode-evaluation-harness ``generations.json``: a list (per problem, in order) of lists of programs.
+
+    ``task_ids`` names the problems in order (default: ``HumanEval/0``, ``HumanEval/1``, ...).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise IdfuError(f"{path}: line {e.lineno} is not valid JSON ({e.msg})") from None
+    if not isinstance(data, list):
+        raise IdfuError(
+            f"{path}: a bigcode generations file is a JSON list of lists of strings, got {type(data).__name__}"
+        )
+    if task_ids is None:
+        task_ids = [f"HumanEval/{i}" for i in range(len(data))]
+    if len(data) > len(task_ids):
+        raise IdfuError(f"{path}: {len(data)} problems, but the benchmark has only {len(task_ids)}")
+    rows = []
+    for i, samples in enumerate(data):
+        if not isinstance(samples, list):
+            raise IdfuError(
+                f"{path}: item {i} ({task_ids[i]}) must be a list of strings, got {type(samples).__name__}"
+            )
+        for j, text in enumerate(samples):
+            if not isinstance(text, str):
+                raise IdfuError(
+                    f"{path}: item {i} ({task_ids[i]}), sample {j} must be a string, got {type(text).__name__}"
+                )
+            rows.append(_row(task_ids[i], j, "solution", text, model=model, fmt="bigcode", source=str(path)))
+    if len(data) < len(task_ids):
+        logger.warning("%s: %d problems of %d (the rest are missing)", path, len(data), len(task_ids))
+    return rows
+
+
+def import_file(
+    path: str | Path, fmt: str, *, model: str | None = None, field: str = "completion"
+) -> list[dict[str, Any]]:
+    """Read ``path`` in format ``fmt`` as generations rows; ``model`` defaults to the file's stem."""
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise IdfuError(f"unknown format '{fmt}' (formats: {', '.join(FORMATS)})")
+    if not path.is_file():
+        raise IdfuError(f"file not found: {path}")
+    name = model or path.stem
+    if fmt == "humaneval":
+        rows = read_humaneval(path, model=name, field=field)
+    elif fmt == "evalplus":
+        rows = read_evalplus(path, model=name)
+    else:
+        rows = read_bigcode(path, model=name)
+    if not rows:
+        raise IdfuError(f"{path}: no samples found")
+    logger.info(
+        "imported %d samples for %d problems from %s (%s)",
+        len(rows),
+        len({r["task_id"] for r in rows}),
+        path,
+        fmt,
+    )
+    return rows
+
+
+def check_task_ids(rows: list[dict[str, Any]], known: set[str], path: str | Path) -> None:
+    """An error naming the first sample whose task id the benchmark does not have."""
+    for i, row in enumerate(rows, start=1):
+        if row["task_id"] not in known:
+            raise IdfuError(
+                f"{path}: sample {i} has task_id {row['task_id']!r}, which the benchmark does not have"
+            )

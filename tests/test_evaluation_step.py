@@ -1,0 +1,159 @@
+"""The per-seed evaluation step on the tiny model: files, policies, the sensitivity table, resuming."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from idfu_lab import runs
+from idfu_lab.errors import IdfuError
+from idfu_lab.evaluation import (
+    ALL_POLICIES,
+    evaluate_seed,
+    humaneval_plus_status,
+    humaneval_plus_test,
+    judge_policies,
+    load_humaneval_plus,
+    outcome_phase_table,
+    sensitivity_table,
+)
+from idfu_lab.problems import load_humaneval
+
+LIMIT = 16
+
+
+def _make_adapter(run, seed_value: int) -> None:
+    """A real LoRA adapter on the tiny model (random, non-zero weights) where training would put it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from idfu_lab import models
+
+    torch.manual_seed(seed_value)
+    base = models.load_model(run.config.model)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(base, lora).save_pretrained(run.seed_path("train/adapter"))
+
+
+def _open(tmp_path, seed):
+    return runs.open(
+        "tiny",
+        seed=seed,
+        run_dir=tmp_path / "run",
+        overrides={"evaluation.limit": LIMIT, "evaluation.bootstrap_samples": 200},
+    )
+
+
+@pytest.mark.slow
+def test_evaluate_seed_writes_everything_and_resumes(tmp_path):
+    run = _open(tmp_path, 42)
+    with pytest.raises(IdfuError, match="no trained adapter"):
+        evaluate_seed(run, progress=False)
+    _make_adapter(run, 1)
+    ev = evaluate_seed(run, progress=False)
+    assert not ev.skipped
+    for m in ("base", "tuned"):
+        gens = [json.loads(x) for x in ev.generations[m].read_text().splitlines()]
+        res = [json.loads(x) for x in ev.results[m].read_text().splitlines()]
+        assert len(gens) == len(res) == LIMIT
+        assert all(r["postprocess"] == "extract" and r["imports"] == "none" for r in res)
+        assert {"passed", "outcome", "phase", "raw"} <= set(res[0])
+        meta = json.loads((ev.results[m].parent / f"{m}.jsonl.meta.json").read_text())
+        assert meta["policy"] == {"postprocess": "extract", "imports": "none"} and meta["n_problems"] == LIMIT
+    assert {
+        r["adapter"] for r in (json.loads(x) for x in ev.generations["tuned"].read_text().splitlines())
+    } != {None}
+    sens = pd.read_csv(ev.sensitivity)
+    assert len(sens) == 2 * len(ALL_POLICIES) and sens["reference"].sum() == 2
+    assert (sens.loc[sens["reference"], "changed"] == 0).all()
+    s = ev.summary
+    assert s["comparison"]["n_problems"] == LIMIT and 0.0 <= s["pass1"]["tuned"] <= 1.0
+    assert s["generation"]["base"]["replies"] == LIMIT
+
+    cache = run.path("generations/cache.jsonl")
+    assert len(cache.read_text().splitlines()) == 2 * LIMIT
+    again = evaluate_seed(_open(tmp_path, 42), progress=False)
+    assert again.skipped and again.summary == s
+
+    # a second seed: the base model's greedy replies come from the cache, only the tuned ones are new
+    run2 = _open(tmp_path, 123)
+    _make_adapter(run2, 2)
+    ev2 = evaluate_seed(run2, progress=False)
+    assert len(cache.read_text().splitlines()) == 3 * LIMIT
+    assert ev2.generations["base"].read_text() == ev.generations["base"].read_text()
+
+    # a retrained adapter (new files) is evaluated again; its replies are new cache entries
+    _make_adapter(run, 3)
+    assert not evaluate_seed(_open(tmp_path, 42), progress=False).skipped
+    assert len(cache.read_text().splitlines()) == 4 * LIMIT
+
+
+def test_sensitivity_counts_changes_and_transitions():
+    problems = load_humaneval()
+    p0, p2 = problems["HumanEval/0"], problems["HumanEval/2"]
+    body0 = p0.reference[len(p0.prompt) :]
+    rows = [
+        # a full function in a fence: fails raw (markdown is not Python), passes once extracted
+        {"task_id": p0.task_id, "completion": f"Sure:\n```python\n{p0.reference}```\n"},
+        # uses math without importing it: NAME_ERROR unless the header imports math
+        {
+            "task_id": p2.task_id,
+            "completion": "```python\ndef truncate_number(number: float) -> float:\n    return number - math.floor(number)\n```",
+        },
+        # a correct body followed by a failing self-test: sanitize drops it
+        {"task_id": p0.task_id, "completion": body0 + "\nassert has_close_elements([1.0], 0.5) is True\n"},
+    ]
+    judged = judge_policies(rows, problems, ALL_POLICIES)
+    summary, transitions = sensitivity_table(judged, ("extract", "none"), label="m")
+    by = summary.set_index(["postprocess", "imports"])
+    assert by.loc[("extract", "none"), "passed"] == 1 and by.loc[("extract", "none"), "NAME_ERROR"] == 1
+    assert by.loc[("extract", "header"), "passed"] == 2 and by.loc[("extract", "header"), "gained"] == 1
+    assert by.loc[("sanitize", "header"), "passed"] == 3
+    assert by.loc[("raw", "none"), "SYNTAX_ERROR"] == 2 and by.loc[("raw", "none"), "lost"] == 1
+    t = transitions.set_index(["postprocess", "imports", "from", "to"])["count"]
+    assert t[("extract", "header", "NAME_ERROR", "PASS")] == 1
+    assert t[("sanitize", "none", "ASSERTION_FAIL", "PASS")] == 1
+
+    table = outcome_phase_table({"m": pd.DataFrame(judged[("extract", "none")])})
+    assert table.loc[("NAME_ERROR", "test"), "m"] == 1  # math.floor is looked up when check() calls it
+
+
+def test_humaneval_plus_test_judges_like_evalplus(tmp_path):
+    from idfu_lab.execution import evaluate_rows
+
+    he = load_humaneval()
+    recs = []
+    for tid, inputs in (
+        ("HumanEval/2", [[3.5], [1.33], [123.456]]),
+        ("HumanEval/0", [[[1.0, 2.0, 3.0], 0.5], [[1.0, 2.8, 3.0], 0.3]]),
+    ):
+        p = he[tid]
+        recs.append(
+            {
+                "task_id": tid,
+                "prompt": p.prompt,
+                "entry_point": p.entry_point,
+                "canonical_solution": p.reference[len(p.prompt) :],
+                "base_input": inputs[:1],
+                "plus_input": inputs[1:],
+                "atol": 0,
+            }
+        )
+    path = tmp_path / "HumanEvalPlus.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    plus = load_humaneval_plus(path)
+    assert plus["HumanEval/2"].benchmark == "humaneval_plus" and "_close(_out, _exp" in humaneval_plus_test(recs[0])
+    rows = [
+        {"task_id": "HumanEval/2", "completion": "    return number % 1.0\n"},
+        {"task_id": "HumanEval/2", "completion": "    return round(number % 1.0, 1)\n"},  # right on 3.5 only
+        {
+            "task_id": "HumanEval/0",
+            "completion": plus["HumanEval/0"].reference[len(plus["HumanEval/0"].prompt) :],
+        },
+    ]
+    verdicts = [r["outcome"] for r in evaluate_rows(rows, plus)]
+    assert verdicts == ["PASS", "ASSERTION_FAIL", "PASS"]
+    ok, why = humaneval_plus_status()
+    assert isinstance(ok, bool) and "HumanEval+" in why
