@@ -314,10 +314,17 @@ def load_tokenizer(model_cfg: ModelConfig):
     return tok
 
 
-def load_model(model_cfg: ModelConfig, *, adapter: str | Path | None = None, for_training: bool = False):
+def load_model(
+    model_cfg: ModelConfig,
+    *,
+    adapter: str | Path | None = None,
+    for_training: bool = False,
+    gradient_checkpointing: bool = True,
+):
     """Load the base model (quantised where the config and the machine allow), optionally with an adapter.
 
-    ``for_training`` prepares a 4-bit model for k-bit training (PEFT); an ``adapter`` folder is loaded
+    ``for_training`` prepares a 4-bit model for k-bit training (PEFT, with ``gradient_checkpointing`` as the
+    recipe says); an ``adapter`` folder is loaded
     with ``PeftModel.from_pretrained`` on top of the base.
     """
     import torch
@@ -335,7 +342,8 @@ def load_model(model_cfg: ModelConfig, *, adapter: str | Path | None = None, for
             bnb_4bit_use_double_quant=model_cfg.bnb_4bit_use_double_quant,
         )
     if choice["device"] == "cuda":
-        kwargs["device_map"] = {"": 0}
+        # one whole copy per process: under DDP/DeepSpeed each rank takes its own GPU
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     with _hub_errors(name):
         model = AutoModelForCausalLM.from_pretrained(
             name, trust_remote_code=model_cfg.trust_remote_code, **kwargs
@@ -343,7 +351,7 @@ def load_model(model_cfg: ModelConfig, *, adapter: str | Path | None = None, for
     if for_training and choice["load_in_4bit"]:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     if adapter is not None:
         from peft import PeftModel
 

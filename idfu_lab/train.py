@@ -1,0 +1,1385 @@
+"""DPO training with TRL and LoRA: the study's recipe as configuration, one seed per call.
+
+One function, :func:`train_seed`, is what ``idfu-lab train``, notebook ``02_training`` and
+``accelerate launch -m idfu_lab.train`` all run. It reads the pairs notebook 01 kept
+(``audit/train_pairs.jsonl``), trains a LoRA adapter with TRL's ``DPOTrainer`` and writes, per seed,
+under ``seed-<s>/train/``::
+
+    adapter/            LoRA weights (safetensors) and the tokenizer
+    log_history.csv     the trainer's log: loss, rewards/chosen, rewards/rejected, margins, accuracies
+    margins.jsonl       what training did to each pair: its implicit reward margin after training,
+                        joined with the rejected side's outcome from the audit
+    summary.json        pairs kept and filtered, steps, wall time, peak memory, precision, final metrics
+    curves.png          the training curves
+    margins_by_category.png
+
+Why these choices
+-----------------
+* **The recipe is the study's** (``configs/paper.yaml``): NF4 4-bit weights with bf16 compute,
+  LoRA r 16 / alpha 32 / dropout 0.05 on the seven projections, beta 0.1, lr 5e-5, batch 1 x
+  accumulation 4, 3 epochs, gradient checkpointing, max_length 2048. The reference model is the base
+  with the adapter disabled (TRL does this when given a ``peft_config``): no second copy in memory.
+* **Precision is chosen, not discovered**: :func:`idfu_lab.models.device_and_precision` decides from
+  ``torch.cuda.is_available()`` and the config (bitsandbytes loads 4-bit weights on some CPUs without
+  an error, so an exception is never the signal). Without CUDA the very same code path trains in
+  fp32. The choice is written to the seed's manifest.
+* **max_prompt_length is ours to enforce**: TRL 1.x dropped the option. Prompts are tokenised here
+  exactly as TRL will tokenise them (the chat template with a generation prompt); pairs whose prompt
+  is longer than ``dpo.max_prompt_length`` are dropped, counted, logged and reported. (TRL 0.x, which
+  the study used, truncated such prompts instead; dropping keeps every trained prompt intact and makes
+  the difference visible.) Pairs whose prompt + completion exceed ``dpo.max_length`` are counted too:
+  TRL truncates their completions.
+* **Seeds decide everything random**: data order (``seed``/``data_seed``), the LoRA initialisation
+  (TRL seeds before ``get_peft_model``) and dropout. TRL's ``disable_dropout=True`` default would zero
+  every dropout module, the adapter's included, silently turning the recipe's ``lora_dropout`` into 0;
+  it is switched off so the recipe means what it says. On a CPU, the same seed gives bit-identical
+  adapters (tested).
+* **Resumable**: a checkpoint every ``dpo.save_steps`` optimizer steps goes to
+  ``train/checkpoints``; an interrupted run resumes from the last one (optimizer, scheduler and RNG
+  states included). A finished seed (same config hash, same pairs file) is skipped unless ``force``.
+* **Memory is checked before loading** on CUDA: :func:`estimate_training_memory` adds up 4-bit
+  weights, LoRA parameters, gradients, AdamW states and the activations at ``max_length`` (with or
+  without checkpointing), and a card without room gets a clear error instead of an OOM an hour in.
+
+Seeds as independent jobs
+-------------------------
+Each seed is a separate invocation with no shared state except the run directory's layout, so seeds
+run one after another on one GPU, in parallel on several, or as separate jobs on any scheduler::
+
+    idfu-lab train --config configs/paper.yaml --seed 42
+    idfu-lab train --config configs/paper.yaml --seed 123
+    idfu-lab train --config configs/paper.yaml --seed 7
+
+(e.g. a Slurm array: ``--seed ${SEEDS[$SLURM_ARRAY_TASK_ID]}``, all writing into the same
+``--run-dir`` on a shared file system). ``idfu-lab train --config configs/paper.yaml
+--estimate-memory`` prints the memory estimate for the recipe without a GPU, to pick a card.
+
+More than one GPU
+-----------------
+The module is also an Accelerate entry point, so data-parallel training of one seed is::
+
+    accelerate launch --config_file configs/accelerate/multi_gpu_ddp.yaml \\
+        -m idfu_lab.train --config configs/paper.yaml --seed 42
+    accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml \\
+        -m idfu_lab.train --config configs/paper.yaml --seed 42
+
+The effective batch is ``processes x per_device_train_batch_size x gradient_accumulation_steps``:
+to keep the study's effective batch of 4 on 2 GPUs, override ``dpo.gradient_accumulation_steps=2``
+(``--set dpo.gradient_accumulation_steps=2``). ZeRO-2 shards optimizer states and gradients only,
+so every process holds the full (frozen) base and the per-pair margins are computed on the main
+process after training; ZeRO-3 is not supported. DeepSpeed needs ``pip install deepspeed``.
+``configs/accelerate/cpu_single.yaml`` runs the same entry point on one CPU process (what the
+tests launch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from idfu_lab.config import Config, DPOSection, LoraSection, ModelConfig
+from idfu_lab.errors import IdfuError
+
+logger = logging.getLogger(__name__)
+
+#: Name of the resumable step in the seed's manifest.
+STEP = "train"
+#: Where notebook 01 (``idfu-lab audit``) leaves the pairs that passed the audit.
+PAIRS_REL = "audit/train_pairs.jsonl"
+#: Required fields of a training pair.
+PAIR_FIELDS = ("id", "prompt", "chosen", "rejected")
+#: Category for pairs whose rejected outcome the pairs file does not say.
+UNKNOWN_OUTCOME = "UNKNOWN"
+#: Checkpoints kept on disk while training (the last one is the resume point).
+SAVE_TOTAL_LIMIT = 2
+#: Marker written next to the checkpoints, so a checkpoint is resumed only by the recipe that made it.
+CHECKPOINT_MARKER = "idfu_checkpoint.json"
+
+GIB = 1024**3
+
+
+# --------------------------------------------------------------------------- paths and results
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    """Every artefact of one seed's training (created through the run object)."""
+
+    dir: Path
+    adapter: Path
+    checkpoints: Path
+    log_history: Path
+    margins: Path
+    summary: Path
+    curves: Path
+    margins_figure: Path
+
+    @classmethod
+    def for_run(cls, run: Any) -> TrainPaths:
+        d = run.seed_path("train/summary.json").parent
+        return cls(
+            dir=d,
+            adapter=d / "adapter",
+            checkpoints=d / "checkpoints",
+            log_history=d / "log_history.csv",
+            margins=d / "margins.jsonl",
+            summary=d / "summary.json",
+            curves=d / "curves.png",
+            margins_figure=d / "margins_by_category.png",
+        )
+
+    def outputs(self) -> list[Path]:
+        """What a finished step must still have on disk to count as done."""
+        return [self.adapter, self.log_history, self.margins, self.summary]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_seed` did for one seed; ``summary`` is ``summary.json``'s content."""
+
+    seed: int
+    skipped: bool
+    paths: TrainPaths
+    summary: dict[str, Any]
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.paths.adapter
+
+
+# --------------------------------------------------------------------------- pairs
+
+
+def read_train_pairs(path: str | Path) -> list[dict[str, Any]]:
+    """The training pairs (JSONL), checked: every row has id/prompt/chosen/rejected, ids are unique."""
+    p = Path(path)
+    if not p.exists():
+        raise IdfuError(
+            f"{p}: no training pairs. Run notebook 01 (01_data_audit) or `idfu-lab audit --config ...` "
+            "first: training reads the pairs that passed the audit."
+        )
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    with p.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise IdfuError(f"{p}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise IdfuError(f"{p}:{lineno}: a pair must be a JSON object")
+            missing = [k for k in PAIR_FIELDS if not isinstance(row.get(k), str | int) or row.get(k) == ""]
+            if missing:
+                raise IdfuError(
+                    f"{p}:{lineno}: pair lacks '{missing[0]}' (required: {', '.join(PAIR_FIELDS)})"
+                )
+            for k in ("prompt", "chosen", "rejected"):
+                if not isinstance(row[k], str):
+                    raise IdfuError(f"{p}:{lineno}: '{k}' must be a string")
+            row["id"] = str(row["id"])
+            if row["id"] in seen:
+                raise IdfuError(
+                    f"{p}:{lineno}: duplicate pair id '{row['id']}' (first on line {seen[row['id']]})"
+                )
+            seen[row["id"]] = lineno
+            rows.append(row)
+    if not rows:
+        raise IdfuError(f"{p}: holds no pairs; the audit kept none, so there is nothing to train on")
+    return rows
+
+
+def to_trl_example(pair: dict[str, Any], *, chat: bool) -> dict[str, Any]:
+    """A pair in TRL's format: conversational for chat models, plain strings otherwise.
+
+    Conversational: the prompt is one user turn and each reply one assistant turn, so TRL renders
+    them through the tokenizer's chat template exactly as generation does (``idfu_lab.prompts``).
+    """
+    if chat:
+        return {
+            "prompt": [{"role": "user", "content": pair["prompt"]}],
+            "chosen": [{"role": "assistant", "content": pair["chosen"]}],
+            "rejected": [{"role": "assistant", "content": pair["rejected"]}],
+        }
+    return {"prompt": pair["prompt"], "chosen": pair["chosen"], "rejected": pair["rejected"]}
+
+
+def _ids(
+    tokenizer: Any, value: str | list[dict[str, str]], *, add_generation_prompt: bool = False
+) -> list[int]:
+    """Token ids as TRL 1.x computes them (``trl.data_utils._tokenize``)."""
+    if isinstance(value, list):
+        out = tokenizer.apply_chat_template(
+            value, tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt
+        )
+        return list(out["input_ids"])
+    return list(tokenizer(text=value)["input_ids"])
+
+
+def token_lengths(pair: dict[str, Any], tokenizer: Any, *, chat: bool) -> dict[str, int]:
+    """Prompt and full-sequence lengths of one pair, tokenised the way TRL's DPOTrainer will.
+
+    TRL adds the EOS token to plain-text completions and renders conversational ones with the chat
+    template; the prompt alone gets the generation prompt (``<|im_start|>assistant``).
+    """
+    ex = to_trl_example(pair, chat=chat)
+    if chat:
+        prompt = _ids(tokenizer, ex["prompt"], add_generation_prompt=True)
+        full_c = _ids(tokenizer, ex["prompt"] + ex["chosen"])
+        full_r = _ids(tokenizer, ex["prompt"] + ex["rejected"])
+    else:
+        eos = tokenizer.eos_token or ""
+        c = ex["chosen"] if ex["chosen"].endswith(eos) else ex["chosen"] + eos
+        r = ex["rejected"] if ex["rejected"].endswith(eos) else ex["rejected"] + eos
+        prompt = _ids(tokenizer, ex["prompt"])
+        full_c = _ids(tokenizer, ex["prompt"] + c)
+        full_r = _ids(tokenizer, ex["prompt"] + r)
+    return {
+        "prompt_tokens": len(prompt),
+        "chosen_tokens": len(full_c) - len(prompt),
+        "rejected_tokens": len(full_r) - len(prompt),
+        "chosen_sequence_tokens": len(full_c),
+        "rejected_sequence_tokens": len(full_r),
+    }
+
+
+@dataclass
+class PairFilter:
+    """The result of enforcing ``max_prompt_length`` (and measuring ``max_length``) before training."""
+
+    max_prompt_length: int
+    max_length: int
+    kept: list[dict[str, Any]]
+    dropped: list[dict[str, Any]]
+    n_over_max_length: int
+    prompt_tokens_max: int
+    prompt_tokens_mean: float
+
+    @property
+    def n_in(self) -> int:
+        return len(self.kept) + len(self.dropped)
+
+    @property
+    def n_filtered(self) -> int:
+        return len(self.dropped)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "n_pairs_in": self.n_in,
+            "n_kept": len(self.kept),
+            "n_filtered_prompt_too_long": self.n_filtered,
+            "filtered_ids": [d["id"] for d in self.dropped],
+            "n_over_max_length": self.n_over_max_length,
+            "max_prompt_length": self.max_prompt_length,
+            "max_length": self.max_length,
+            "prompt_tokens_max": self.prompt_tokens_max,
+            "prompt_tokens_mean": self.prompt_tokens_mean,
+        }
+
+
+def filter_pairs(
+    pairs: Sequence[dict[str, Any]], tokenizer: Any, *, chat: bool, max_prompt_length: int, max_length: int
+) -> PairFilter:
+    """Drop pairs whose prompt is longer than ``max_prompt_length`` tokens; count those over ``max_length``.
+
+    TRL 1.x has no ``max_prompt_length``; the study's 512 is enforced here. Each kept pair gains its
+    token lengths (``prompt_tokens``, ``chosen_tokens``, ...), which ``margins.jsonl`` reports.
+    """
+    kept: list[dict[str, Any]] = []
+    dropped: list[dict[str, Any]] = []
+    over = 0
+    lengths: list[int] = []
+    for pair in pairs:
+        n = token_lengths(pair, tokenizer, chat=chat)
+        lengths.append(n["prompt_tokens"])
+        row = {**pair, **n}
+        if n["prompt_tokens"] > max_prompt_length:
+            dropped.append(row)
+            continue
+        row["truncated"] = max(n["chosen_sequence_tokens"], n["rejected_sequence_tokens"]) > max_length
+        over += int(row["truncated"])
+        kept.append(row)
+    result = PairFilter(
+        max_prompt_length=max_prompt_length,
+        max_length=max_length,
+        kept=kept,
+        dropped=dropped,
+        n_over_max_length=over,
+        prompt_tokens_max=max(lengths, default=0),
+        prompt_tokens_mean=(sum(lengths) / len(lengths)) if lengths else 0.0,
+    )
+    if dropped:
+        logger.warning(
+            "%d of %d pairs dropped: prompt longer than max_prompt_length=%d tokens (%s)",
+            len(dropped),
+            len(pairs),
+            max_prompt_length,
+            ", ".join(d["id"] for d in dropped[:10]) + (" ..." if len(dropped) > 10 else ""),
+        )
+    if over:
+        logger.warning(
+            "%d kept pairs exceed max_length=%d tokens: TRL truncates their completions", over, max_length
+        )
+    logger.info("%d pairs kept for training (max prompt %d tokens)", len(kept), result.prompt_tokens_max)
+    return result
+
+
+# --------------------------------------------------------------------------- configs for PEFT and TRL
+
+
+def training_precision(model_cfg: ModelConfig) -> dict[str, Any]:
+    """Device, quantisation and mixed precision for training, from the config and the machine.
+
+    Extends :func:`idfu_lab.models.device_and_precision` with the trainer's flags: bf16/fp16 mixed
+    precision only on CUDA; on a CPU ``use_cpu`` and fp32 (TRL's DPOConfig defaults to bf16=True,
+    which a CPU run must switch off). A GPU without bf16 (older than Ampere) gets a clear error rather
+    than a silent switch to fp16: that would be another recipe.
+    """
+    from idfu_lab.models import device_and_precision
+
+    choice = dict(device_and_precision(model_cfg))
+    cuda = choice["device"] == "cuda"
+    compute = choice["bnb_4bit_compute_dtype"] if choice["load_in_4bit"] else choice["torch_dtype"]
+    if cuda and compute == "bfloat16":
+        import torch
+
+        if not torch.cuda.is_bf16_supported():
+            key = "model.bnb_4bit_compute_dtype" if choice["load_in_4bit"] else "model.torch_dtype"
+            raise IdfuError(
+                f"{choice['device_name']} has no bfloat16 support (it needs an Ampere or newer GPU); the recipe "
+                f"asks for bf16 compute. Set {key}: float16 (and record that the recipe differs from the study's)"
+            )
+    choice["bf16"] = bool(cuda and compute == "bfloat16")
+    choice["fp16"] = bool(cuda and compute == "float16")
+    choice["use_cpu"] = not cuda
+    choice["compute_dtype"] = compute if cuda else "float32"
+    return choice
+
+
+def lora_config(lora: LoraSection) -> Any:
+    """PEFT ``LoraConfig`` from the recipe's ``lora`` section."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.lora_alpha,
+        lora_dropout=lora.lora_dropout,
+        target_modules=list(lora.target_modules),
+        bias=lora.bias,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def dpo_config(
+    dpo: DPOSection, *, output_dir: str | Path, seed: int, precision: dict[str, Any], progress: bool = True
+) -> Any:
+    """TRL ``DPOConfig`` from the recipe's ``dpo`` section, the seed and the precision choice."""
+    from trl import DPOConfig
+
+    names = _field_names(DPOConfig)
+    kwargs: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "seed": seed,
+        "data_seed": seed,
+        "beta": dpo.beta,
+        "loss_type": [t.strip() for t in dpo.loss_type.split(",") if t.strip()],
+        "learning_rate": dpo.learning_rate,
+        "lr_scheduler_type": dpo.lr_scheduler_type,
+        "per_device_train_batch_size": dpo.per_device_train_batch_size,
+        "gradient_accumulation_steps": dpo.gradient_accumulation_steps,
+        "num_train_epochs": dpo.num_train_epochs,
+        "max_steps": dpo.max_steps,
+        "max_length": dpo.max_length,
+        "precompute_ref_log_probs": dpo.precompute_ref_log_probs,
+        "optim": dpo.optim,
+        "weight_decay": dpo.weight_decay,
+        "max_grad_norm": dpo.max_grad_norm,
+        "logging_steps": dpo.logging_steps,
+        "logging_first_step": True,
+        "save_strategy": "steps",
+        "save_steps": dpo.save_steps,
+        "save_total_limit": SAVE_TOTAL_LIMIT,
+        "bf16": precision["bf16"],
+        "fp16": precision["fp16"],
+        "use_cpu": precision["use_cpu"],
+        # keep the recipe's lora_dropout: TRL's default zeroes every nn.Dropout, the adapter's included
+        "disable_dropout": False,
+        "report_to": "none",
+        "disable_tqdm": not progress,
+        "dataloader_num_workers": 0,
+        # every LoRA parameter receives a gradient in every step: DDP need not search for unused ones
+        "ddp_find_unused_parameters": False,
+    }
+    # transformers 5 renamed gradient_checkpointing -> activation_checkpointing and warmup_ratio -> warmup_steps
+    if "activation_checkpointing" in names:
+        kwargs["activation_checkpointing"] = dpo.gradient_checkpointing
+    else:  # pragma: no cover - transformers 4.x
+        kwargs["gradient_checkpointing"] = dpo.gradient_checkpointing
+    if "warmup_ratio" in names:  # pragma: no cover - transformers 4.x
+        kwargs["warmup_ratio"] = dpo.warmup_ratio
+    else:
+        kwargs["warmup_steps"] = dpo.warmup_ratio
+    return DPOConfig(**kwargs)
+
+
+# --------------------------------------------------------------------------- memory estimate
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The few numbers of a Qwen2-style decoder that decide its training memory."""
+
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    intermediate_size: int
+    vocab_size: int
+    tie_word_embeddings: bool = True
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def kv_dim(self) -> int:
+        return self.head_dim * self.num_key_value_heads
+
+    def projections(self) -> dict[str, tuple[int, int]]:
+        """``(in_features, out_features)`` of each linear layer in one decoder layer."""
+        h, kv, m = self.hidden_size, self.kv_dim, self.intermediate_size
+        return {
+            "q_proj": (h, h),
+            "k_proj": (h, kv),
+            "v_proj": (h, kv),
+            "o_proj": (h, h),
+            "gate_proj": (h, m),
+            "up_proj": (h, m),
+            "down_proj": (m, h),
+        }
+
+    def linear_parameters(self) -> int:
+        """Weights of all decoder-layer projections (what 4-bit quantisation compresses)."""
+        return self.num_hidden_layers * sum(i * o for i, o in self.projections().values())
+
+    def other_parameters(self) -> int:
+        """Embeddings, LM head (when untied), q/k/v biases and RMSNorm weights: kept unquantised."""
+        h, L = self.hidden_size, self.num_hidden_layers
+        embed = self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
+        biases = L * (h + 2 * self.kv_dim)
+        norms = L * 2 * h + h
+        return embed + biases + norms
+
+    def num_parameters(self) -> int:
+        return self.linear_parameters() + self.other_parameters()
+
+    def lora_parameters(self, r: int, target_modules: Sequence[str]) -> int:
+        proj = self.projections()
+        unknown = sorted(set(target_modules) - set(proj))
+        if unknown:
+            raise IdfuError(f"lora.target_modules: '{unknown[0]}' is not a projection of this model")
+        return self.num_hidden_layers * sum(r * (proj[t][0] + proj[t][1]) for t in target_modules)
+
+    @classmethod
+    def from_hf_config(cls, cfg: Any) -> ModelShape:
+        return cls(
+            hidden_size=cfg.hidden_size,
+            num_hidden_layers=cfg.num_hidden_layers,
+            num_attention_heads=cfg.num_attention_heads,
+            num_key_value_heads=getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads,
+            intermediate_size=cfg.intermediate_size,
+            vocab_size=cfg.vocab_size,
+            tie_word_embeddings=bool(getattr(cfg, "tie_word_embeddings", False)),
+        )
+
+
+#: Qwen2.5-Coder-3B(-Instruct): the values of its config.json, written out so nothing is downloaded.
+QWEN25_CODER_3B = ModelShape(
+    hidden_size=2048,
+    num_hidden_layers=36,
+    num_attention_heads=16,
+    num_key_value_heads=2,
+    intermediate_size=11008,
+    vocab_size=151936,
+    tie_word_embeddings=True,
+)
+
+#: Hub ids whose shape is known without fetching their config.
+KNOWN_SHAPES = {
+    "Qwen/Qwen2.5-Coder-3B-Instruct": QWEN25_CODER_3B,
+    "Qwen/Qwen2.5-Coder-3B": QWEN25_CODER_3B,
+}
+
+#: CUDA context, cuBLAS workspaces and the allocator's slack, added to every estimate.
+CUDA_OVERHEAD_BYTES = 768 * 1024**2
+#: Fragmentation margin on the tensors' sum.
+FRAGMENTATION = 1.10
+
+_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes each part of a LoRA DPO step needs on the GPU (an estimate, on the safe side)."""
+
+    weights: int
+    lora: int
+    gradients: int
+    optimizer: int
+    activations: int
+    overhead: int
+
+    @property
+    def total(self) -> int:
+        tensors = self.weights + self.lora + self.gradients + self.optimizer + self.activations
+        return int(tensors * FRAGMENTATION) + self.overhead
+
+    def as_dict(self) -> dict[str, int]:
+        return {**dataclasses.asdict(self), "total": self.total}
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{k} {v / GIB:.2f}" for k, v in dataclasses.asdict(self).items())
+        return f"{self.total / GIB:.2f} GiB ({parts} GiB; x{FRAGMENTATION} for fragmentation)"
+
+
+def estimate_training_memory(
+    shape: ModelShape,
+    *,
+    load_in_4bit: bool,
+    torch_dtype: str = "bfloat16",
+    compute_dtype: str = "bfloat16",
+    double_quant: bool = False,
+    lora_r: int = 16,
+    target_modules: Sequence[str] = (
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ),
+    lora_dropout: float = 0.05,
+    max_length: int = 2048,
+    per_device_train_batch_size: int = 1,
+    gradient_checkpointing: bool = True,
+    overhead: int = CUDA_OVERHEAD_BYTES,
+) -> MemoryEstimate:
+    """GPU memory for one DPO training step with LoRA (a pure function: numbers in, bytes out).
+
+    * Weights: 4-bit projections take half a byte per parameter plus an fp32 scale per 64-value block
+      (``double_quant`` stores the scales in 8 bit); the rest (embeddings, norms, biases) is upcast to
+      fp32 by PEFT's ``prepare_model_for_kbit_training``. Unquantised: ``torch_dtype`` throughout.
+    * LoRA: ``r * (in + out)`` per targeted projection; TRL keeps adapters in bf16 on a 4-bit base,
+      PEFT in fp32 otherwise. Gradients: one copy. AdamW: two states per parameter, same dtype.
+    * Activations: DPO runs chosen and rejected in one forward, ``2 * batch * max_length`` tokens. Per
+      token and layer the backward keeps roughly ``10h + 2kv + 4m`` values (norm inputs and outputs,
+      q/k/v, attention output, SwiGLU's four ``m``-wide tensors; memory-efficient attention keeps no
+      score matrix) plus, with LoRA dropout, a dropped copy and a byte mask of each adapter's input.
+      With gradient checkpointing only each layer's input is kept, plus one layer being recomputed.
+      The LM head computes log-probabilities in tiles (TRL's fused head): no ``tokens x vocab`` logits.
+    """
+    compute_bytes = _DTYPE_BYTES[compute_dtype]
+    if load_in_4bit:
+        scale_bytes = (1 / 64 + 4 / (64 * 256)) if double_quant else 4 / 64
+        weights = shape.linear_parameters() * (0.5 + scale_bytes) + shape.other_parameters() * 4
+        adapter_bytes = 2
+    else:
+        weights = shape.num_parameters() * _DTYPE_BYTES[torch_dtype]
+        adapter_bytes = 4
+    n_lora = shape.lora_parameters(lora_r, target_modules)
+    lora = n_lora * adapter_bytes
+    gradients = n_lora * adapter_bytes
+    optimizer = 2 * n_lora * adapter_bytes
+
+    h, kv, m = shape.hidden_size, shape.kv_dim, shape.intermediate_size
+    tokens = 2 * per_device_train_batch_size * max_length
+    per_token_layer = (10 * h + 2 * kv + 4 * m) * compute_bytes
+    proj = shape.projections()
+    lora_inputs = sum(proj[t][0] for t in target_modules)
+    if lora_dropout > 0:
+        per_token_layer += lora_inputs * (compute_bytes + 1)
+    per_token_layer += len(target_modules) * lora_r * compute_bytes
+    one_layer = tokens * per_token_layer
+    if gradient_checkpointing:
+        activations = shape.num_hidden_layers * tokens * h * compute_bytes + one_layer
+    else:
+        activations = shape.num_hidden_layers * one_layer
+    # final norm, hidden states handed to the LM head, and the head's tiles
+    activations += 3 * tokens * h * compute_bytes + 4096 * 4096 * compute_bytes
+    # a dequantised projection while it is used
+    if load_in_4bit:
+        activations += max(i * o for i, o in proj.values()) * compute_bytes
+    return MemoryEstimate(
+        weights=int(weights),
+        lora=int(lora),
+        gradients=int(gradients),
+        optimizer=int(optimizer),
+        activations=int(activations),
+        overhead=int(overhead),
+    )
+
+
+def model_shape(model_cfg: ModelConfig) -> ModelShape:
+    """The model's shape: the tiny config, a known Hub id, or the model's ``config.json``."""
+    if model_cfg.name_or_path == "tiny":
+        t = model_cfg.tiny
+        return ModelShape(
+            t.hidden_size,
+            t.num_hidden_layers,
+            t.num_attention_heads,
+            t.num_key_value_heads,
+            t.intermediate_size,
+            t.vocab_size,
+            True,
+        )
+    if model_cfg.name_or_path in KNOWN_SHAPES:
+        return KNOWN_SHAPES[model_cfg.name_or_path]
+    from transformers import AutoConfig
+
+    try:
+        hf = AutoConfig.from_pretrained(model_cfg.name_or_path, trust_remote_code=model_cfg.trust_remote_code)
+    except OSError as e:
+        raise IdfuError(
+            f"cannot read the config of model '{model_cfg.name_or_path}' to estimate memory: {e}"
+        ) from e
+    return ModelShape.from_hf_config(hf.get_text_config())
+
+
+def estimate_for_config(cfg: Config, *, load_in_4bit: bool | None = None) -> MemoryEstimate:
+    """:func:`estimate_training_memory` for a recipe (4-bit as the config says unless overridden)."""
+    m, d = cfg.model, cfg.dpo
+    q = m.load_in_4bit if load_in_4bit is None else load_in_4bit
+    dtype = "bfloat16" if m.torch_dtype == "auto" else m.torch_dtype
+    return estimate_training_memory(
+        model_shape(m),
+        load_in_4bit=q,
+        torch_dtype=dtype,
+        compute_dtype=m.bnb_4bit_compute_dtype if q else dtype,
+        double_quant=m.bnb_4bit_use_double_quant,
+        lora_r=cfg.lora.r,
+        target_modules=cfg.lora.target_modules,
+        lora_dropout=cfg.lora.lora_dropout,
+        max_length=d.max_length,
+        per_device_train_batch_size=d.per_device_train_batch_size,
+        gradient_checkpointing=d.gradient_checkpointing,
+    )
+
+
+def require_memory(
+    cfg: Config, estimate: MemoryEstimate, *, free: int, total: int, device_name: str, load_in_4bit: bool
+) -> None:
+    """Raise :class:`IdfuError` when ``estimate`` exceeds ``free`` bytes, saying what to change (pure)."""
+    if estimate.total <= free:
+        return
+    hints = []
+    if not cfg.dpo.gradient_checkpointing:
+        hints.append("dpo.gradient_checkpointing: true")
+    if not load_in_4bit:
+        hints.append("model.load_in_4bit: true")
+    hints.append(f"a lower dpo.max_length (now {cfg.dpo.max_length})")
+    raise IdfuError(
+        f"not enough GPU memory to train {cfg.model.name_or_path}: needs about {estimate.total / GIB:.1f} GiB "
+        f"({estimate.describe()}) but {device_name} has {free / GIB:.1f} GiB free of {total / GIB:.1f} GiB. "
+        f"Try {', or '.join(hints)} in {cfg.source or 'the config'}."
+    )
+
+
+def check_cuda_memory(cfg: Config, precision: dict[str, Any]) -> MemoryEstimate | None:
+    """On CUDA, before loading: raise :class:`IdfuError` when the card cannot hold the estimate."""
+    if precision["device"] != "cuda":
+        return None
+    import torch
+
+    est = estimate_for_config(cfg, load_in_4bit=precision["load_in_4bit"])
+    device = torch.cuda.current_device()
+    free, total = torch.cuda.mem_get_info(device)
+    name = torch.cuda.get_device_name(device)
+    logger.info(
+        "GPU memory: estimate %s; %s has %.2f GiB free of %.2f GiB",
+        est.describe(),
+        name,
+        free / GIB,
+        total / GIB,
+    )
+    require_memory(cfg, est, free=free, total=total, device_name=name, load_in_4bit=precision["load_in_4bit"])
+    return est
+
+
+# --------------------------------------------------------------------------- peak memory
+
+
+class PeakMemory:
+    """Peak host RSS (sampled with psutil) and peak CUDA allocation over a block."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.peak_rss = 0
+        self.peak_cuda: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        import psutil
+
+        proc = psutil.Process()
+        while True:
+            self.peak_rss = max(self.peak_rss, proc.memory_info().rss)
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> PeakMemory:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import psutil
+        import torch
+
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.peak_rss = max(self.peak_rss, psutil.Process().memory_info().rss)
+        if torch.cuda.is_available():
+            self.peak_cuda = int(torch.cuda.max_memory_allocated())
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+def build_trainer(
+    cfg: Config,
+    pairs: Sequence[dict[str, Any]],
+    *,
+    output_dir: str | Path,
+    seed: int,
+    precision: dict[str, Any],
+    model: Any = None,
+    tokenizer: Any = None,
+    callbacks: Sequence[Any] | None = None,
+    progress: bool = True,
+) -> Any:
+    """A TRL ``DPOTrainer`` for the (already filtered) pairs: LoRA on the base, the reference = adapter off."""
+    _quiet_bitsandbytes()
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    from idfu_lab import models
+    from idfu_lab.runs import seed_everything
+
+    if tokenizer is None:
+        tokenizer = models.load_tokenizer(cfg.model)
+    seed_everything(seed)
+    if model is None:
+        model = models.load_model(
+            cfg.model, for_training=True, gradient_checkpointing=cfg.dpo.gradient_checkpointing
+        )
+    examples = [{"id": p["id"], **to_trl_example(p, chat=cfg.model.chat)} for p in pairs]
+    dataset = Dataset.from_list(examples)
+    args = dpo_config(cfg.dpo, output_dir=output_dir, seed=seed, precision=precision, progress=progress)
+    with _datasets_progress(progress):
+        trainer = DPOTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=lora_config(cfg.lora),
+            callbacks=list(callbacks or []),
+        )
+    if not progress:  # with tqdm off, transformers prints every log dict instead; the log history keeps them
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def _quiet_bitsandbytes() -> None:
+    """bitsandbytes logs a harmless kernel warning on CPUs; it says nothing about this run."""
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+class _datasets_progress:
+    """Silence the datasets library's progress bars inside the block when ``progress`` is False."""
+
+    def __init__(self, progress: bool) -> None:
+        self.progress = progress
+        self.was_enabled = True
+
+    def __enter__(self) -> None:
+        import datasets
+
+        self.was_enabled = datasets.is_progress_bar_enabled()
+        if not self.progress:
+            datasets.disable_progress_bars()
+
+    def __exit__(self, *exc: Any) -> None:
+        import datasets
+
+        if self.was_enabled:
+            datasets.enable_progress_bars()
+
+
+def _completion_logps(model: Any, batch: dict[str, Any]) -> Any:
+    """Summed log-probability of each sequence's completion tokens, as TRL's loss computes it."""
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        labels=labels,
+        fused_lm_head=True,
+        use_cache=False,
+    )
+    return out.log_probs.float().sum(dim=1)
+
+
+def compute_margins(trainer: Any, beta: float, *, batch_size: int = 4) -> list[dict[str, Any]]:
+    """Implicit reward margin of every training pair after training.
+
+    ``margin = beta * ((log πθ(c) − log πref(c)) − (log πθ(r) − log πref(r)))`` with πθ the trained
+    adapter and πref the same model with the adapter disabled (exactly TRL's reference), on the
+    sequences TRL trained on (same tokenisation, same truncation). Dropout is off (eval mode).
+    """
+    import torch
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    dataset = trainer.train_dataset
+    ids = dataset["id"] if "id" in dataset.column_names else [str(i) for i in range(len(dataset))]
+    columns = dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"])
+    device = trainer.accelerator.device
+    was_training = model.training
+    model.eval()
+    rows: list[dict[str, Any]] = []
+    try:
+        with torch.no_grad(), trainer.accelerator.autocast():
+            for start in range(0, len(columns), batch_size):
+                examples = [columns[i] for i in range(start, min(start + batch_size, len(columns)))]
+                batch = trainer.data_collator(examples)
+                batch = {k: v.to(device) for k, v in batch.items() if hasattr(v, "to")}
+                policy = _completion_logps(model, batch)
+                with model.disable_adapter():
+                    ref = _completion_logps(model, batch)
+                pc, pr = policy.chunk(2)
+                rc, rr = ref.chunk(2)
+                for j in range(len(examples)):
+                    reward_c = beta * (pc[j] - rc[j]).item()
+                    reward_r = beta * (pr[j] - rr[j]).item()
+                    rows.append(
+                        {
+                            "id": ids[start + j],
+                            "policy_chosen_logp": pc[j].item(),
+                            "policy_rejected_logp": pr[j].item(),
+                            "ref_chosen_logp": rc[j].item(),
+                            "ref_rejected_logp": rr[j].item(),
+                            "reward_chosen": reward_c,
+                            "reward_rejected": reward_r,
+                            "margin": reward_c - reward_r,
+                        }
+                    )
+    finally:
+        model.train(was_training)
+    return rows
+
+
+def _join_margins(margins: list[dict[str, Any]], pairs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add what the audit knows about each pair (its rejected side's outcome and phase) to its margin."""
+    by_id = {p["id"]: p for p in pairs}
+    out = []
+    for m in margins:
+        p = by_id[m["id"]]
+        out.append(
+            {
+                "id": m["id"],
+                "problem_id": p.get("problem_id"),
+                "chosen_outcome": p.get("chosen_outcome"),
+                "rejected_outcome": p.get("rejected_outcome") or UNKNOWN_OUTCOME,
+                "rejected_phase": p.get("rejected_phase"),
+                **{k: v for k, v in m.items() if k != "id"},
+                "prompt_tokens": p.get("prompt_tokens"),
+                "chosen_tokens": p.get("chosen_tokens"),
+                "rejected_tokens": p.get("rejected_tokens"),
+                "truncated": p.get("truncated"),
+            }
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- resumability
+
+
+def _checkpoint_identity(run: Any, pairs_sha: str) -> dict[str, Any]:
+    return {"config_hash": run.config_hash, "pairs_sha256": pairs_sha, "seed": run.seed}
+
+
+def _resume_point(paths: TrainPaths, identity: dict[str, Any]) -> str | None:
+    """The last checkpoint made by this recipe on these pairs; stale checkpoints are discarded."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not paths.checkpoints.is_dir():
+        return None
+    marker = paths.checkpoints / CHECKPOINT_MARKER
+    try:
+        same = json.loads(marker.read_text()) == identity
+    except (FileNotFoundError, json.JSONDecodeError):
+        same = False
+    if not same:
+        logger.warning(
+            "discarding checkpoints in %s: made by another recipe or pairs file", paths.checkpoints
+        )
+        shutil.rmtree(paths.checkpoints, ignore_errors=True)
+        return None
+    last = get_last_checkpoint(str(paths.checkpoints))
+    if last is not None and not (Path(last) / "trainer_state.json").exists():
+        logger.warning("ignoring incomplete checkpoint %s", last)
+        shutil.rmtree(last, ignore_errors=True)
+        last = get_last_checkpoint(str(paths.checkpoints))
+    return last
+
+
+def _clear_outputs(paths: TrainPaths) -> None:
+    for p in (paths.adapter, paths.checkpoints):
+        shutil.rmtree(p, ignore_errors=True)
+    for p in (paths.log_history, paths.margins, paths.summary, paths.curves, paths.margins_figure):
+        p.unlink(missing_ok=True)
+
+
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+# --------------------------------------------------------------------------- the step
+
+
+def _final_metrics(log_history: list[dict[str, Any]]) -> dict[str, Any]:
+    steps = [r for r in log_history if "loss" in r]
+    last = steps[-1] if steps else {}
+    first = steps[0] if steps else {}
+    return {
+        "first_loss": first.get("loss"),
+        "final_loss": last.get("loss"),
+        "final_reward_accuracy": last.get("rewards/accuracies"),
+        "final_reward_margin": last.get("rewards/margins"),
+        "final_rewards_chosen": last.get("rewards/chosen"),
+        "final_rewards_rejected": last.get("rewards/rejected"),
+    }
+
+
+def train_seed(
+    run: Any, *, force: bool = False, progress: bool = True, callbacks: Sequence[Any] | None = None
+) -> TrainResult:
+    """Train (or resume, or skip) the LoRA adapter of ``run.seed`` and write every per-seed artefact.
+
+    ``run`` is an :class:`idfu_lab.runs.Run` opened with a seed. A seed already trained with the same
+    config hash and the same pairs file is skipped unless ``force`` (which also discards checkpoints).
+    ``callbacks`` are extra ``transformers.TrainerCallback`` objects (tests use one to interrupt).
+    """
+    _quiet_bitsandbytes()
+    from transformers import set_seed
+
+    from idfu_lab import models
+    from idfu_lab.runs import file_sha256
+
+    if run.seed is None:
+        raise IdfuError("training needs a seed: open the run with runs.open(config, seed=...)")
+    cfg: Config = run.config
+    paths = TrainPaths.for_run(run)
+    pairs_path = run.path(PAIRS_REL)
+    if not pairs_path.exists():
+        raise IdfuError(
+            f"{pairs_path}: no training pairs. Run notebook 01 (01_data_audit) or `idfu-lab audit --config "
+            f"{cfg.source or '...'}` first: training reads the pairs that passed the audit."
+        )
+    pairs_sha = file_sha256(pairs_path)
+    main = _is_main_process()
+
+    record = run.manifest().get("steps", {}).get(STEP, {})
+    if not force and run.is_done(STEP) and record.get("pairs_sha256") == pairs_sha:
+        logger.info("seed %s already trained for this recipe and these pairs: skipped", run.seed)
+        return TrainResult(run.seed, True, paths, json.loads(paths.summary.read_text()))
+    if force and main:
+        _clear_outputs(paths)
+        run.forget(STEP)
+
+    t0 = time.perf_counter()
+    pairs = read_train_pairs(pairs_path)
+    precision = training_precision(cfg.model)
+    estimate = check_cuda_memory(cfg, precision)
+    tokenizer = models.load_tokenizer(cfg.model)
+    report = filter_pairs(
+        pairs,
+        tokenizer,
+        chat=cfg.model.chat,
+        max_prompt_length=cfg.dpo.max_prompt_length,
+        max_length=cfg.dpo.max_length,
+    )
+    if not report.kept:
+        raise IdfuError(
+            f"{pairs_path}: every pair's prompt is longer than dpo.max_prompt_length={cfg.dpo.max_prompt_length} tokens"
+        )
+    if main:
+        run.update_manifest(
+            training={
+                "precision": precision,
+                "memory_estimate": estimate.as_dict() if estimate else None,
+                "pairs_sha256": pairs_sha,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+        )
+
+    identity = _checkpoint_identity(run, pairs_sha)
+    resume = _resume_point(paths, identity) if main else None
+    if main:
+        paths.checkpoints.mkdir(parents=True, exist_ok=True)
+        (paths.checkpoints / CHECKPOINT_MARKER).write_text(json.dumps(identity))
+    if resume is not None:
+        logger.info("resuming seed %s from %s", run.seed, resume)
+    set_seed(run.seed)
+    trainer = build_trainer(
+        cfg,
+        report.kept,
+        output_dir=paths.checkpoints,
+        seed=run.seed,
+        precision=precision,
+        tokenizer=tokenizer,
+        callbacks=callbacks,
+        progress=progress,
+    )
+    if not main:  # other ranks find the checkpoint the main rank chose
+        resume = _resume_point_readonly(paths)
+    with PeakMemory() as peak, _cpu_threads(cfg.model, precision):
+        t_train = time.perf_counter()
+        output = trainer.train(resume_from_checkpoint=resume)
+        train_seconds = time.perf_counter() - t_train
+
+    summary: dict[str, Any] = {}
+    trainer.save_model(str(paths.adapter))  # every rank calls it (DeepSpeed); only the main one writes
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(paths.adapter))
+        import pandas as pd
+
+        history = trainer.state.log_history
+        pd.DataFrame(history).to_csv(paths.log_history, index=False)
+        with _cpu_threads(cfg.model, precision):
+            raw_margins = compute_margins(
+                trainer, cfg.dpo.beta, batch_size=4 if precision["device"] == "cuda" else 8
+            )
+        margins = _join_margins(raw_margins, report.kept)
+        with paths.margins.open("w", encoding="utf-8") as fh:
+            for row in margins:
+                fh.write(json.dumps(row) + "\n")
+        n_m = len(margins)
+        summary = {
+            "seed": run.seed,
+            "config_hash": run.config_hash,
+            "pairs_file": str(pairs_path),
+            "pairs_sha256": pairs_sha,
+            **report.as_dict(),
+            "n_train": len(report.kept),
+            "global_steps": trainer.state.global_step,
+            "max_steps": trainer.state.max_steps,
+            "epochs": trainer.state.epoch,
+            "resumed_from": Path(resume).name if resume else None,
+            "wall_time_s": time.perf_counter() - t0,
+            "train_time_s": train_seconds,
+            "train_runtime_s": output.metrics.get("train_runtime"),
+            "train_loss": output.metrics.get("train_loss"),
+            "peak_rss_bytes": peak.peak_rss,
+            "peak_cuda_bytes": peak.peak_cuda,
+            "memory_estimate": estimate.as_dict() if estimate else None,
+            "precision": precision,
+            "beta": cfg.dpo.beta,
+            **_final_metrics(history),
+            "mean_margin": sum(m["margin"] for m in margins) / n_m,
+            "share_margin_positive": sum(m["margin"] > 0 for m in margins) / n_m,
+        }
+        paths.summary.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        _save_figures(paths, history, margins, run.seed)
+        shutil.rmtree(paths.checkpoints, ignore_errors=True)
+        run.update_manifest(
+            training={
+                "precision": precision,
+                "memory_estimate": summary["memory_estimate"],
+                "pairs_sha256": pairs_sha,
+                "wall_time_s": summary["wall_time_s"],
+                "peak_rss_bytes": peak.peak_rss,
+                "peak_cuda_bytes": peak.peak_cuda,
+                "global_steps": summary["global_steps"],
+                "resumed_from": summary["resumed_from"],
+            }
+        )
+        run.mark_done(STEP, paths.outputs(), pairs_sha256=pairs_sha)
+        logger.info(
+            "seed %s trained: %d steps in %.1f s, final loss %s, mean margin %.4f",
+            run.seed,
+            summary["global_steps"],
+            summary["wall_time_s"],
+            summary["final_loss"],
+            summary["mean_margin"],
+        )
+    trainer.accelerator.wait_for_everyone()
+    if not summary:
+        summary = json.loads(paths.summary.read_text())
+    return TrainResult(run.seed, False, paths, summary)
+
+
+class _cpu_threads:
+    """One intra-op thread while the tiny model trains on a CPU, restored afterwards.
+
+    A 140k-parameter model gains nothing from splitting each matmul across threads, and spinning
+    OpenMP threads slow it down by an order of magnitude on a machine whose cores are busy with
+    something else (measured: 8 steps in 2.5 s with one thread, 9-50 s with two on a loaded 2-core
+    machine). Real models, and every CUDA run, keep PyTorch's default.
+    """
+
+    def __init__(self, model_cfg: ModelConfig, precision: dict[str, Any]) -> None:
+        self.active = model_cfg.name_or_path == "tiny" and precision["device"] == "cpu"
+        self.previous = 0
+
+    def __enter__(self) -> None:
+        if self.active:
+            import torch
+
+            self.previous = torch.get_num_threads()
+            torch.set_num_threads(1)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.active:
+            import torch
+
+            torch.set_num_threads(self.previous)
+
+
+def _resume_point_readonly(paths: TrainPaths) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not paths.checkpoints.is_dir():
+        return None
+    return get_last_checkpoint(str(paths.checkpoints))
+
+
+def _save_figures(
+    paths: TrainPaths, history: list[dict[str, Any]], margins: list[dict[str, Any]], seed: int
+) -> None:
+    import pandas as pd
+
+    from idfu_lab.plots.training import plot_margins_by_category, plot_training_curves
+
+    for fig, path in (
+        (plot_training_curves(pd.DataFrame(history), seed=seed), paths.curves),
+        (plot_margins_by_category(pd.DataFrame(margins), seed=seed), paths.margins_figure),
+    ):
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
+# --------------------------------------------------------------------------- reading the artefacts
+
+
+def load_summary(run: Any) -> dict[str, Any]:
+    """``summary.json`` of the run's seed."""
+    p = TrainPaths.for_run(run).summary
+    if not p.exists():
+        raise IdfuError(f"{p}: seed {run.seed} has not been trained (run notebook 02 or `idfu-lab train`)")
+    return json.loads(p.read_text())
+
+
+def load_log_history(run: Any):
+    """The trainer's log history as a DataFrame: one row per logged optimizer step (the summary row dropped)."""
+    import pandas as pd
+
+    p = TrainPaths.for_run(run).log_history
+    if not p.exists():
+        raise IdfuError(f"{p}: seed {run.seed} has not been trained (run notebook 02 or `idfu-lab train`)")
+    df = pd.read_csv(p)
+    if "loss" in df.columns:
+        df = df[df["loss"].notna()].reset_index(drop=True)
+    return df
+
+
+def load_margins(run: Any):
+    """``margins.jsonl`` of the run's seed as a DataFrame (one row per training pair)."""
+    import pandas as pd
+
+    p = TrainPaths.for_run(run).margins
+    if not p.exists():
+        raise IdfuError(f"{p}: seed {run.seed} has not been trained (run notebook 02 or `idfu-lab train`)")
+    return pd.read_json(p, lines=True, dtype={"id": str})
+
+
+def category_order(categories: Sequence[str]) -> list[str]:
+    """The study's categories first (NAME_ERROR, ASSERTION_FAIL, TYPE_ERROR), then the rest alphabetically."""
+    from idfu_lab.outcomes import STUDY_CATEGORIES
+
+    present = list(dict.fromkeys(categories))
+    study = [str(c) for c in STUDY_CATEGORIES if str(c) in present]
+    return study + sorted(c for c in present if c not in study)
+
+
+def margins_by_category(margins: Any):
+    """Per failure category of the rejected side: pairs, mean / median margin, share of positive margins.
+
+    Answers "which failure types did DPO push down most?": a larger margin means the trained model
+    moved further from the rejected reply (relative to the chosen one) than the base did.
+    """
+    import pandas as pd
+
+    df = margins.copy()
+    df["rejected_outcome"] = df["rejected_outcome"].fillna(UNKNOWN_OUTCOME).astype(str)
+    g = df.groupby("rejected_outcome")["margin"]
+    table = pd.DataFrame(
+        {
+            "pairs": g.size(),
+            "mean_margin": g.mean(),
+            "median_margin": g.median(),
+            "std_margin": g.std(ddof=1),
+            "share_positive": g.apply(lambda s: float((s > 0).mean())),
+        }
+    )
+    table = table.loc[category_order(list(table.index))]
+    table.index.name = "rejected_outcome"
+    return table
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    import yaml
+
+    if "=" not in text:
+        raise IdfuError(f"--set expects KEY=VALUE (e.g. dpo.max_steps=3), got '{text}'")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """Arguments shared by ``python -m idfu_lab.train`` and ``idfu-lab train``."""
+    p = parser or argparse.ArgumentParser(
+        prog="python -m idfu_lab.train",
+        description="Train one seed's LoRA adapter with DPO (also an `accelerate launch -m` entry point).",
+    )
+    p.add_argument(
+        "--config", default="configs/tiny.yaml", help="a YAML recipe or a profile name (tiny, paper)"
+    )
+    p.add_argument(
+        "--seed", type=int, nargs="+", help="training seed(s), one after another (default: the config's)"
+    )
+    p.add_argument("--run-dir", help="run directory (default: runs/<config stem>)")
+    p.add_argument(
+        "--force", action="store_true", help="retrain even when the seed is done; drop its checkpoints"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe key, e.g. --set dpo.max_steps=3 (YAML value; repeatable)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--estimate-memory",
+        action="store_true",
+        help="print the GPU memory the recipe needs (4-bit and not, with and without checkpointing) and exit",
+    )
+    return p
+
+
+def _open_run(config: str, seed: int, run_dir: str | None, overrides: dict[str, Any]) -> Any:
+    """The seed's run: the main process writes provenance, the others only read (no racing writes)."""
+    from accelerate import PartialState
+
+    from idfu_lab import runs
+    from idfu_lab.config import load_config
+
+    state = PartialState()
+    if state.is_main_process:
+        run = runs.open(config, seed=seed, run_dir=run_dir, overrides=overrides)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        cfg = load_config(config, overrides=overrides)
+        run = runs.Run(config=cfg, dir=Path(run_dir) if run_dir else runs.default_run_dir(cfg), seed=seed)
+        runs.seed_everything(seed)
+    return run
+
+
+def memory_table(cfg: Config) -> list[dict[str, Any]]:
+    """The estimate for the recipe's model under the four combinations of 4-bit and checkpointing."""
+    rows = []
+    for q in (True, False):
+        for ckpt in (True, False):
+            c = dataclasses.replace(cfg, dpo=dataclasses.replace(cfg.dpo, gradient_checkpointing=ckpt))
+            est = estimate_for_config(c, load_in_4bit=q)
+            rows.append({"load_in_4bit": q, "gradient_checkpointing": ckpt, **est.as_dict()})
+    return rows
+
+
+def run_from_args(args: argparse.Namespace, echo: Any = None) -> int:
+    """Run the parsed arguments; ``echo`` prints a line (the CLI passes ``print``; the module logs)."""
+    from idfu_lab.config import load_config
+
+    say = echo or logger.info
+    overrides = dict(_parse_override(o) for o in args.overrides)
+    if args.estimate_memory:
+        cfg = load_config(args.config, overrides=overrides)
+        say(f"GPU memory for one DPO step of {cfg.model.name_or_path} at max_length {cfg.dpo.max_length}:")
+        for r in memory_table(cfg):
+            say(
+                f"  4-bit {'yes' if r['load_in_4bit'] else 'no ':3s}  checkpointing {'yes' if r['gradient_checkpointing'] else 'no ':3s}"
+                f"  {r['total'] / GIB:6.2f} GiB  (weights {r['weights'] / GIB:.2f}, activations {r['activations'] / GIB:.2f})"
+            )
+        return 0
+    seeds = args.seed or load_config(args.config, overrides=overrides).seeds
+    for seed in seeds:
+        run = _open_run(args.config, seed, args.run_dir, overrides)
+        result = train_seed(run, force=args.force, progress=not args.no_progress)
+        s = result.summary
+        if result.skipped:
+            say(f"seed {seed}: already trained (skipped; --force retrains): {result.paths.dir}")
+        else:
+            say(
+                f"seed {seed}: {s['global_steps']} steps on {s['n_train']} pairs "
+                f"({s['n_filtered_prompt_too_long']} filtered) in {s['wall_time_s']:.1f} s; final loss "
+                f"{s['final_loss']:.4f}, mean margin {s['mean_margin']:.4f}; adapter: {result.adapter_dir}"
+            )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m idfu_lab.train`` / ``accelerate launch -m idfu_lab.train``."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return run_from_args(args)
+    except IdfuError as e:
+        logger.error("%s", e)
+        return 2
+
+
+if __name__ == "__main__":
+    # `python -m` runs this file as __main__; delegate to the imported module so there is one copy of it
+    from idfu_lab.train import main as _main
+
+    sys.exit(_main())
