@@ -52,7 +52,7 @@ class TinyModelConfig:
     max_position_embeddings: int = _f(2048, "longest sequence the model accepts")
     init_seed: int = _f(0, "seed of the weight initialisation (the model is deterministic)")
     warmup_steps: int = _f(
-        60,
+        250,
         "steps of next-token training that teach the answer's *shape* (a fenced function); 0 = random weights",
     )
     warmup_learning_rate: float = _f(3e-3, "learning rate of the warm-up")

@@ -558,18 +558,25 @@ def _json_default(obj: Any) -> Any:
 
 
 def example_program(result_row: Mapping[str, Any], problem: Problem) -> dict[str, str]:
-    """A reply and the program built from it (what the executor ran), for showing in the notebook."""
-    if result_row.get("solution") is not None:
-        program = result_row["solution"]
-    else:
-        program = problem.prompt + (result_row.get("completion") or "")
-    return {"task_id": result_row["task_id"], "reply": result_row.get("raw", ""), "program": program}
+    """A reply and the program built from it (what the executor ran), for showing in the notebook.
+
+    Rows may come from a DataFrame, where an absent field is NaN rather than missing: only strings count.
+    """
+
+    def text(key: str) -> str | None:
+        value = result_row.get(key)
+        return value if isinstance(value, str) else None
+
+    solution = text("solution")
+    program = solution if solution is not None else problem.prompt + (text("completion") or "")
+    return {"task_id": result_row["task_id"], "reply": text("raw") or "", "program": program}
 
 
 def pick_example(results: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     """The first result whose reply is not blank (else the first): the example shown in notebook 03."""
     for row in results:
-        if str(row.get("raw", "")).strip():
+        raw = row.get("raw")
+        if isinstance(raw, str) and raw.strip():
             return row
     if not results:
         raise IdfuError("no results to show")

@@ -157,3 +157,24 @@ def test_humaneval_plus_test_judges_like_evalplus(tmp_path):
     assert verdicts == ["PASS", "ASSERTION_FAIL", "PASS"]
     ok, why = humaneval_plus_status()
     assert isinstance(ok, bool) and "HumanEval+" in why
+
+
+def test_example_program_reads_rows_from_a_dataframe() -> None:
+    """DataFrame records carry NaN for a field a row lacks; the example must still show the program."""
+    import pandas as pd
+
+    from idfu_lab.evaluation import example_program, pick_example
+    from idfu_lab.problems import load_humaneval
+
+    problem = load_humaneval()["HumanEval/0"]
+    rows = pd.DataFrame(
+        [
+            {"task_id": "HumanEval/0", "raw": float("nan"), "completion": "    return False\n"},
+            {"task_id": "HumanEval/0", "raw": "```python\nx = 1\n```", "completion": "    return True\n"},
+            {"task_id": "HumanEval/0", "raw": "y", "solution": "def has_close_elements(a, b):\n    return 1\n"},
+        ]
+    ).to_dict("records")
+    assert pick_example(rows) is rows[1]
+    assert example_program(rows[0], problem)["program"] == problem.prompt + "    return False\n"
+    assert example_program(rows[0], problem)["reply"] == ""
+    assert example_program(rows[2], problem)["program"].startswith("def has_close_elements")
