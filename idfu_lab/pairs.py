@@ -8,7 +8,8 @@ one of three ways:
 - ``problem_id`` (or ``task_id``): a problem of a problem set given separately (``--problems``: an
   MBPP or HumanEval file, ``humaneval``, or a Hub id);
 - MBPP-style ``test_list`` (assert statements) with optional ``test_setup_code``: the program is the
-  setup code, then the code of the reply (a complete function); then the asserts run;
+  code of the reply (a complete function); the setup code then the asserts run as the test phase
+  (setup after the code, as MBPP's own harness: its setups build objects of classes the code defines);
 - HumanEval-style ``test`` (defining ``check``) with ``entry_point``: as the evaluation runs HumanEval.
 
 Sources: a local JSONL / JSON / Parquet file, a folder saved with ``datasets``' ``save_to_disk``, or
@@ -613,7 +614,7 @@ def job_for_code(problem: Problem, code: str) -> Job:
     """The executor job for a complete program (the reply's code) against a problem's tests.
 
     The same construction as the evaluation's (``execution.job_for`` with ``solution=``): for MBPP-style
-    tests the program is the setup code, a newline, then the code; the tests run afterwards.
+    tests the program is the code; the setup code and then the asserts run as the test phase.
     """
     from idfu_lab.execution import job_for
 

@@ -164,7 +164,7 @@ def first_samples(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]
 def program_for(row: Mapping[str, Any], problem: Problem | None) -> str:
     """The program that was run for a results row: the solution, or the prompt followed by the completion.
 
-    For MBPP problems the setup code comes first, as the executor loads it. Without a problem (an
+    For MBPP problems the setup code follows the code, as the executor runs it. Without a problem (an
     unknown task id) the row's own code is all there is.
     """
     solution = row.get("solution")
@@ -184,7 +184,7 @@ def program_for(row: Mapping[str, Any], problem: Problem | None) -> str:
         code = completion or ""
     else:
         code = problem.prompt + (completion or "")
-    return f"{problem.setup}\n{code}" if problem.setup else code
+    return f"{code}\n{problem.setup}" if problem.setup else code  # MBPP: setup after the code, as the executor
 
 
 def reply_text(row: Mapping[str, Any]) -> str:

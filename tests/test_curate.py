@@ -28,11 +28,10 @@ from idfu_lab.problems import load_mbpp
 
 MBPP = Path(__file__).resolve().parents[2] / "shared" / "data" / "mbpp" / "mbpp.jsonl"
 
-#: Training-side MBPP problems (ids 511-974) whose reference solution fails the gates, and why.
-#: 927: its test_setup_code builds a tree of ``Node`` objects, a class that the reference code itself
-#: defines. The gates run the setup *before* the candidate (MBPP's setup, then the code), so ``Node``
-#: is not defined yet: NAME_ERROR at definition. (Evaluation-side task 367 has the same shape.)
-KNOWN_REFERENCE_FAILURES = {"927": ("NAME_ERROR", "definition", "name 'Node' is not defined")}
+#: Training-side MBPP problems (ids 511-974) whose reference solution fails the gates, and why: none.
+#: (927's test_setup_code builds ``Node`` trees from a class the reference code defines; it passes
+#: because the setup runs after the candidate, at the start of the test phase, as MBPP's harness does.)
+KNOWN_REFERENCE_FAILURES: dict[str, tuple[str, str, str]] = {}
 
 #: MBPP training problems whose reference starts with ``import math``/``import re``: removing that
 #: line gives a real missing-import failure.
