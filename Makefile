@@ -24,7 +24,7 @@ help:
 	@echo "make demo        run the whole pipeline on the tiny profile (CPU, offline) and build the book"
 	@echo "make test        run the test suite"
 	@echo "make lab         open JupyterLab on notebooks/ with the project's kernel"
-	@echo "make book        rebuild the book from the latest run (runs nothing)"
+	@echo "make book        rebuild the book from the latest run, or RUN=runs/<name> (runs nothing)"
 	@echo "make book-check  open the built book in headless Chromium and check every page"
 	@echo "make bench       run the benchmarks (executor, demo time/memory, GPU training where CUDA is present)"
 	@echo "make lint        ruff check + format check (notebooks included)"
@@ -53,12 +53,13 @@ test: venv
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks/
 
+# RUN=runs/<name> points the book at another run; without it, the run executed last.
 book: venv
-	HF_HUB_OFFLINE=1 $(CLI) book --run $(RUN_DIR)
+	HF_HUB_OFFLINE=1 $(CLI) book $(if $(RUN),--run $(RUN))
 
 book-check: venv
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
-	$(CLI) book-check --run $(RUN_DIR)
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for book-check"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	$(CLI) book-check $(if $(RUN),--run $(RUN))
 
 bench: venv
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/executor.py

@@ -112,7 +112,7 @@ def run_pipeline(
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if run.config.profile == "tiny":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny profile never needs the Hub
-    config_arg = str(Path(run.config.source).resolve()) if run.config.source else str(config_path)
+    config_arg = _display_path(Path(run.config.source)) if run.config.source else str(config_path)
     results: list[StepResult] = []
     bar = tqdm(plan, desc="notebooks", unit="nb", disable=not progress)
     for notebook, seed in bar:
@@ -126,7 +126,7 @@ def run_pipeline(
             )
             results.append(StepResult(notebook, seed, output, True, 0.0))
             continue
-        params: dict = {"config_path": config_arg, "run_dir": str(run.dir.resolve())}
+        params: dict = {"config_path": config_arg, "run_dir": _display_path(run.dir)}
         if seed is not None:
             params["seed"] = seed
         source = notebooks_dir() / f"{notebook}.ipynb"
@@ -140,6 +140,18 @@ def run_pipeline(
         results.append(StepResult(notebook, seed, output, False, seconds))
     run.update_manifest(last_pipeline={"seeds": seeds, "notebooks": sorted(wanted), "finished": time.time()})
     return results
+
+
+def _display_path(path: Path) -> str:
+    """A path as the executed notebooks (and so the book) show it: relative to the repository when inside it.
+
+    The kernel runs with the repository as its working directory, so a relative path resolves the same.
+    """
+    resolved = path.resolve()
+    try:
+        return str(resolved.relative_to(repo_root()))
+    except ValueError:
+        return str(resolved)
 
 
 def forget_everything(run: runs.Run, seeds: Sequence[int]) -> None:

@@ -29,7 +29,7 @@ def test_every_notebook_ran_with_injected_parameters(demo_run: Path) -> None:
         nb = nbformat.read(path, as_version=4)
         tags = [c.metadata.get("tags", []) for c in nb.cells]
         assert any("injected-parameters" in t for t in tags), path
-        assert nb.metadata["papermill"]["parameters"]["run_dir"] == str(demo_run.resolve())
+        assert Path(nb.metadata["papermill"]["parameters"]["run_dir"]).resolve() == demo_run.resolve()
         if path.stem in PER_SEED:
             assert nb.metadata["papermill"]["parameters"]["seed"] == 42
         errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
