@@ -95,3 +95,16 @@ def test_data_paths_resolve_from_the_repository(tmp_path: Path, monkeypatch: pyt
     assert resolve_data_path("configs/tiny.yaml") is not None
     assert resolve_data_path("no/such/file.jsonl") is None
     assert cfg.data.pairs
+
+
+ACCELERATE = sorted((Path(__file__).resolve().parents[1] / "configs" / "accelerate").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", ACCELERATE, ids=[p.name for p in ACCELERATE])
+def test_every_accelerate_config_parses_as_accelerate_reads_it(path: Path) -> None:
+    """The launch configs are Accelerate's own format: read them with Accelerate's own loader."""
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    cfg = ClusterConfig.from_yaml_file(path)
+    assert cfg.num_processes >= 1
+    assert cfg.compute_environment.value == "LOCAL_MACHINE"

@@ -178,3 +178,41 @@ def test_example_program_reads_rows_from_a_dataframe() -> None:
     assert example_program(rows[0], problem)["program"] == problem.prompt + "    return False\n"
     assert example_program(rows[0], problem)["reply"] == ""
     assert example_program(rows[2], problem)["program"].startswith("def has_close_elements")
+
+
+def test_precision_baseline_says_when_it_applies_and_compares_paired(tmp_path) -> None:
+    """bf16 vs NF4 base: not applicable without quantisation, skipped without CUDA, paired where run.
+
+    The 'done' path is exercised on the CPU by declaring CUDA present: the 'bf16' model then loads in
+    fp32 like the base, so the comparison must find no discordant problem at all.
+    """
+    import pandas as pd
+
+    from idfu_lab import runs
+    from idfu_lab.evaluation import judge, precision_baseline
+    from idfu_lab.generate import generate
+    from idfu_lab.problems import load_humaneval
+
+    problems = list(load_humaneval().values())[:6]
+    plain = runs.open("tiny", seed=1, run_dir=tmp_path / "a", overrides={"generation.max_new_tokens": 8})
+    assert precision_baseline(plain, pd.DataFrame(), problems)["status"] == "not applicable"
+
+    run = runs.open(
+        "tiny",
+        seed=1,
+        run_dir=tmp_path / "b",
+        overrides={"generation.max_new_tokens": 8, "model.load_in_4bit": True, "evaluation.bootstrap_samples": 200},
+    )
+    skipped = precision_baseline(run, pd.DataFrame(), problems, cuda=False)
+    assert skipped["status"] == "skipped" and "no CUDA" in skipped["reason"]
+
+    cfg = run.config
+    gens = generate(cfg.model, cfg.generation, problems, seed=1, progress=False)
+    base = pd.DataFrame(
+        judge(gens, {p.task_id: p for p in problems}, postprocess=cfg.evaluation.postprocess, imports="none")
+    )
+    done = precision_baseline(run, base, problems, cuda=True)
+    assert done["status"] == "done"
+    assert done["pass1_bf16"] == done["pass1_nf4"]
+    assert done["comparison"]["discordant"] == 0
+    assert run.seed_path("results/base_bf16.jsonl").exists()
