@@ -7,8 +7,10 @@ overview). :func:`build` then runs ``jupyter-book build . -W -n --keep-going``: 
 
 Why the copy: the book executes nothing (``execute_notebooks: "off"``), so what a reader sees is
 exactly what the run produced, never a re-execution with hidden state. The copies differ from the
-run's notebooks in one way only: the title of a per-seed notebook names its seed (``Seed 42 ·
-Training``), so the sidebar says which seed each page belongs to.
+run's notebooks in two ways only: the title of a per-seed notebook names its seed (``Seed 42 ·
+Training``), so the sidebar says which seed each page belongs to, and its figure labels are prefixed
+with the seed (``seed-42-fig-train-curves``), since the same notebook appears once per seed and Sphinx
+labels must be unique across the book.
 
 Why the checks here rather than in Sphinx: a notebook with an error output, a seed with missing
 notebooks, or prose quoting a glued number that the run's notebook does not glue would otherwise
@@ -256,6 +258,14 @@ def _title_with_seed(nb: nbformat.NotebookNode, seed: int) -> None:
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# Seed {seed}"))
 
 
+def _labels_with_seed(nb: nbformat.NotebookNode, seed: int) -> None:
+    """Prefix every named figure's label with its seed (one notebook appears once per seed)."""
+    for cell in nb.cells:
+        figure = cell.get("metadata", {}).get("mystnb", {}).get("figure", {})
+        if figure.get("name"):
+            figure["name"] = f"seed-{seed}-{figure['name']}"
+
+
 def copy_notebooks(contents: RunContents, dest: Path) -> dict[str, dict[str, str]]:
     """Copy the executed notebooks into ``dest``; return each copy's glued values (by book-relative path)."""
     keys: dict[str, dict[str, str]] = {}
@@ -263,7 +273,9 @@ def copy_notebooks(contents: RunContents, dest: Path) -> dict[str, dict[str, str
         nb = nbformat.read(src, as_version=4)
         check_executed(nb, src)
         if rel.startswith("seed-"):
-            _title_with_seed(nb, int(rel.split("/")[0].removeprefix("seed-")))
+            seed = int(rel.split("/")[0].removeprefix("seed-"))
+            _title_with_seed(nb, seed)
+            _labels_with_seed(nb, seed)
         out = dest / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, out)

@@ -62,6 +62,7 @@ def _execute(source: Path, output: Path, parameters: dict, kernel_name: str) -> 
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
+    logging.getLogger("papermill").setLevel(logging.WARNING)  # our progress bar and log say what runs
     try:
         pm.execute_notebook(
             str(source),

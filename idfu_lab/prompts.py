@@ -23,7 +23,9 @@ INSTRUCT_TEMPLATE = (
     "in a single ```python code block.\n\n```python\n{prompt}\n```"
 )
 
-QWEN_EVAL_TEMPLATE = "Complete the following python code and return all code in a code block:\n```python\n{prompt}\n```"
+QWEN_EVAL_TEMPLATE = (
+    "Complete the following python code and return all code in a code block:\n```python\n{prompt}\n```"
+)
 
 
 def user_message(problem_prompt: str, template: str) -> str:

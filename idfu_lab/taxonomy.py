@@ -184,7 +184,9 @@ def program_for(row: Mapping[str, Any], problem: Problem | None) -> str:
         code = completion or ""
     else:
         code = problem.prompt + (completion or "")
-    return f"{code}\n{problem.setup}" if problem.setup else code  # MBPP: setup after the code, as the executor
+    return (
+        f"{code}\n{problem.setup}" if problem.setup else code
+    )  # MBPP: setup after the code, as the executor
 
 
 def reply_text(row: Mapping[str, Any]) -> str:

@@ -12,6 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+DEMO_SEEDS = [42, 7]
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +30,10 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The whole pipeline on the tiny profile, one seed, executed once per session by papermill.
+    """The whole pipeline on the tiny profile, two seeds, executed once per session by papermill.
+
+    Two seeds, not one: what only goes wrong when a per-seed notebook appears more than once in the
+    book (duplicate labels, seed ordering, the summary's spread) must be caught by the tests.
 
     Notebook and book tests assert on this run's executed notebooks and artefacts instead of
     re-executing everything: the papermill run *is* the test of each notebook.
@@ -37,5 +41,5 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from idfu_lab.pipeline import run_pipeline
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    run_pipeline("configs/tiny.yaml", seeds=[42], run_dir=run_dir, progress=False)
+    run_pipeline("configs/tiny.yaml", seeds=DEMO_SEEDS, run_dir=run_dir, progress=False)
     return run_dir

@@ -1,7 +1,7 @@
 """The book: generated pages from a run, the checks that guard them, and a real `jupyter-book` build.
 
 The slow tests build the book from the tiny demo run (the ``demo_run`` fixture: the whole pipeline on
-one seed; or the run named by ``$IDFU_LAB_TEST_RUN``) in a copy of the book's sources, with ``-W -n``,
+two seeds; or the run named by ``$IDFU_LAB_TEST_RUN``) in a copy of the book's sources, with ``-W -n``,
 and read the HTML it produced; where Chromium is installed they also open every page in headless
 Chromium (``idfu_lab.bookcheck``).
 """
@@ -354,3 +354,24 @@ def test_walkthrough_names_the_annotation_columns_and_labels_of_the_code() -> No
     assert tuple(re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.M)) == COLUMNS
     for label in LABELS:
         assert f"`{label}`" in page, label
+
+
+def test_figure_labels_are_unique_per_seed(tmp_path: Path) -> None:
+    """A per-seed notebook appears once per seed: its named figures must not collide in Sphinx."""
+    run_dir = _fake_run(tmp_path, [42, 7])
+    contents = book.inspect_run(run_dir)
+    for s in (42, 7):
+        path = run_dir / "notebooks" / f"seed-{s}" / "02_training.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        cell = nbformat.v4.new_code_cell("1")
+        cell.metadata["mystnb"] = {"figure": {"caption": "c", "name": "fig-train-curves"}}
+        nb.cells.append(cell)
+        nbformat.write(nb, path)
+    book.copy_notebooks(contents, tmp_path / "out")
+    names = {
+        s: nbformat.read(tmp_path / "out" / f"seed-{s}" / "02_training.ipynb", as_version=4)
+        .cells[-1]
+        .metadata["mystnb"]["figure"]["name"]
+        for s in (42, 7)
+    }
+    assert names == {42: "seed-42-fig-train-curves", 7: "seed-7-fig-train-curves"}

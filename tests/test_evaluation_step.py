@@ -144,7 +144,9 @@ def test_humaneval_plus_test_judges_like_evalplus(tmp_path):
     path = tmp_path / "HumanEvalPlus.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     plus = load_humaneval_plus(path)
-    assert plus["HumanEval/2"].benchmark == "humaneval_plus" and "_close(_out, _exp" in humaneval_plus_test(recs[0])
+    assert plus["HumanEval/2"].benchmark == "humaneval_plus" and "_close(_out, _exp" in humaneval_plus_test(
+        recs[0]
+    )
     rows = [
         {"task_id": "HumanEval/2", "completion": "    return number % 1.0\n"},
         {"task_id": "HumanEval/2", "completion": "    return round(number % 1.0, 1)\n"},  # right on 3.5 only
@@ -171,7 +173,11 @@ def test_example_program_reads_rows_from_a_dataframe() -> None:
         [
             {"task_id": "HumanEval/0", "raw": float("nan"), "completion": "    return False\n"},
             {"task_id": "HumanEval/0", "raw": "```python\nx = 1\n```", "completion": "    return True\n"},
-            {"task_id": "HumanEval/0", "raw": "y", "solution": "def has_close_elements(a, b):\n    return 1\n"},
+            {
+                "task_id": "HumanEval/0",
+                "raw": "y",
+                "solution": "def has_close_elements(a, b):\n    return 1\n",
+            },
         ]
     ).to_dict("records")
     assert pick_example(rows) is rows[1]
@@ -201,7 +207,11 @@ def test_precision_baseline_says_when_it_applies_and_compares_paired(tmp_path) -
         "tiny",
         seed=1,
         run_dir=tmp_path / "b",
-        overrides={"generation.max_new_tokens": 8, "model.load_in_4bit": True, "evaluation.bootstrap_samples": 200},
+        overrides={
+            "generation.max_new_tokens": 8,
+            "model.load_in_4bit": True,
+            "evaluation.bootstrap_samples": 200,
+        },
     )
     skipped = precision_baseline(run, pd.DataFrame(), problems, cuda=False)
     assert skipped["status"] == "skipped" and "no CUDA" in skipped["reason"]

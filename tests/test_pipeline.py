@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from conftest import DEMO_SEEDS
 
 from idfu_lab.pipeline import NOTEBOOKS, PER_SEED, NotebookFailed, run_pipeline
 
@@ -23,15 +24,19 @@ def _executed(run_dir: Path) -> list[Path]:
 
 
 def test_every_notebook_ran_with_injected_parameters(demo_run: Path) -> None:
-    names = [p.stem for p in _executed(demo_run)]
-    assert sorted(names) == sorted(NOTEBOOKS)  # one seed: each notebook once
+    names = [p.relative_to(demo_run / "notebooks").as_posix() for p in _executed(demo_run)]
+    expected = [f"{nb}.ipynb" for nb in NOTEBOOKS if nb not in PER_SEED]
+    expected += [f"seed-{s}/{nb}.ipynb" for s in DEMO_SEEDS for nb in PER_SEED]
+    assert sorted(names) == sorted(expected)
     for path in _executed(demo_run):
         nb = nbformat.read(path, as_version=4)
         tags = [c.metadata.get("tags", []) for c in nb.cells]
         assert any("injected-parameters" in t for t in tags), path
         assert Path(nb.metadata["papermill"]["parameters"]["run_dir"]).resolve() == demo_run.resolve()
         if path.stem in PER_SEED:
-            assert nb.metadata["papermill"]["parameters"]["seed"] == 42
+            assert nb.metadata["papermill"]["parameters"]["seed"] == int(
+                path.parent.name.removeprefix("seed-")
+            )
         errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors, path
 
@@ -45,8 +50,9 @@ def test_manifests_carry_provenance(demo_run: Path) -> None:
 
 
 def test_rerun_skips_finished_notebooks(demo_run: Path) -> None:
-    results = run_pipeline("configs/tiny.yaml", seeds=[42], run_dir=demo_run, progress=False)
-    assert [r.skipped for r in results] == [True] * len(NOTEBOOKS)
+    results = run_pipeline("configs/tiny.yaml", seeds=DEMO_SEEDS, run_dir=demo_run, progress=False)
+    assert len(results) == 2 + len(PER_SEED) * len(DEMO_SEEDS)
+    assert all(r.skipped for r in results)
 
 
 def test_failing_notebook_names_path_and_cell(tmp_path: Path) -> None:
