@@ -204,7 +204,8 @@ class Run:
 
     def __post_init__(self) -> None:
         self.config_hash = config_hash(self.config)
-        self.dir = Path(self.dir)
+        # absolute, so that every artefact path is the same whatever the caller's working directory
+        self.dir = Path(self.dir).resolve()
 
     # ---------------------------------------------------------------- paths
     @property
@@ -291,21 +292,27 @@ class Run:
         return all((self.dir / o).exists() for o in rec.get("outputs", []))
 
     def mark_done(self, step: str, outputs: list[str | Path] = (), **extra: Any) -> None:
-        """Record that ``step`` finished, with its outputs (paths relative to the run directory)."""
+        """Record that ``step`` finished, with its outputs (paths, or strings relative to the run directory)."""
         m = self.manifest()
-        rel = [
-            str(Path(o).resolve().relative_to(self.dir.resolve())) if Path(o).is_absolute() else str(o)
-            for o in outputs
-        ]
         m.setdefault("steps", {})[step] = {
             "config_hash": self.config_hash,
-            "outputs": rel,
+            "outputs": [self._relative(o) for o in outputs],
             "finished": _now(),
             **extra,
         }
         m["updated"] = _now()
         m["finished"] = _now()
         _write_json(self.manifest_path, m)
+
+    def _relative(self, output: str | Path) -> str:
+        """An output path relative to the run directory (the manifest stays valid if the folder moves)."""
+        p = Path(output)
+        if p.is_absolute() or p.resolve().is_relative_to(self.dir):
+            try:
+                return p.resolve().relative_to(self.dir).as_posix()
+            except ValueError:
+                raise IdfuError(f"step output {p} is outside the run directory {self.dir}") from None
+        return p.as_posix()
 
     def forget(self, step: str) -> None:
         m = self.manifest()

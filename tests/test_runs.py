@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +45,19 @@ def test_steps_are_done_only_for_the_same_config_and_existing_outputs(tmp_path) 
 def test_seed_must_be_an_integer(tmp_path) -> None:
     with pytest.raises(IdfuError, match="seed must be an integer"):
         runs.open("tiny", seed="42", run_dir=tmp_path)  # type: ignore[arg-type]
+
+
+def test_a_relative_run_directory_records_outputs_that_resolve(tmp_path, monkeypatch) -> None:
+    """`make demo` passes --run-dir runs/tiny: a relative folder must not make finished steps look undone."""
+    monkeypatch.chdir(tmp_path)
+    run = runs.open("tiny", seed=42, run_dir="runs/tiny")
+    assert run.dir.is_absolute()
+    out = run.path("notebooks/01.ipynb")
+    out.write_text("{}")
+    run.mark_done("a", [out])  # absolute, as the pipeline passes it
+    run.mark_done("b", [Path("runs/tiny/notebooks/01.ipynb")])  # relative to the working directory
+    run.mark_done("c", ["notebooks/01.ipynb"])  # relative to the run directory
+    assert run.manifest()["steps"]["b"]["outputs"] == ["notebooks/01.ipynb"]
+    assert all(run.is_done(s) for s in "abc")
+    with pytest.raises(IdfuError, match="outside the run directory"):
+        run.mark_done("d", [tmp_path / "elsewhere.txt"])
