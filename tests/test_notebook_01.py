@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
+from notebook_helpers import glued, text
 
 from idfu_lab.pairs import TRAIN_FIELDS, read_jsonl
 
@@ -15,29 +16,6 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "01_data_audit.ipynb"
-
-
-def glued(nb: nbformat.NotebookNode) -> dict[str, dict]:
-    """Every glued output of an executed notebook, by name: its mime bundle."""
-    out = {}
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name:
-                out[name] = output["data"]
-    return out
-
-
-def text(bundle: dict) -> str:
-    return next(v for k, v in bundle.items() if k.endswith("text/plain"))
-
-
-def test_committed_notebook_has_no_outputs_and_a_parameters_cell():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(c.outputs == [] and c.execution_count is None for c in code)
-    assert code[0].metadata.get("tags") == ["parameters"]
-    assert nb.metadata["kernelspec"]["name"] == "python3"
 
 
 def test_notebook_01_audits_the_fixture(tmp_path: Path) -> None:

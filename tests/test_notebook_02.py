@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from notebook_helpers import execute, glued
 
 from idfu_lab.config import repo_root
 from idfu_lab.outcomes import outcome_for_exception
@@ -46,38 +47,8 @@ def _write_audited_pairs(path: Path) -> int:
     return len(lines)
 
 
-def _glued(nb: nbformat.NotebookNode) -> dict[str, dict]:
-    """Every glued output of an executed notebook, by name (myst-nb stores the name under 'scrapbook')."""
-    found = {}
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            meta = out.get("metadata", {}).get("scrapbook", {})
-            if meta.get("name"):
-                prefix = len(meta.get("mime_prefix", ""))
-                found[meta["name"]] = {k[prefix:]: v for k, v in out.get("data", {}).items()}
-    return found
-
-
 def _execute(run_dir: Path, out: Path) -> nbformat.NotebookNode:
-    import papermill as pm
-
-    pm.execute_notebook(
-        str(NOTEBOOK),
-        str(out),
-        parameters={"config_path": "tiny", "seed": 42, "run_dir": str(run_dir)},
-        kernel_name="python3",
-        cwd=str(repo_root()),
-        progress_bar=False,
-    )
-    return nbformat.read(out, as_version=4)
-
-
-def test_notebook_is_committed_without_outputs() -> None:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    assert nb.metadata["kernelspec"]["name"] == "python3"
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", [])
-    assert all(c.outputs == [] and c.execution_count is None for c in code)
+    return execute(NOTEBOOK, out, seed=42, run_dir=str(run_dir))
 
 
 @pytest.mark.slow
@@ -85,7 +56,7 @@ def test_notebook_trains_and_glues(tmp_path: Path) -> None:
     run_dir = tmp_path / "tiny"
     n_pairs = _write_audited_pairs(run_dir / "audit" / "train_pairs.jsonl")
     nb = _execute(run_dir, tmp_path / "02.ipynb")
-    glued = _glued(nb)
+    values = glued(nb)
     for name in (
         "train_final_loss",
         "train_reward_accuracy",
@@ -95,17 +66,17 @@ def test_notebook_trains_and_glues(tmp_path: Path) -> None:
         "train_curves",
         "train_margins_by_category",
     ):
-        assert name in glued, name
-    assert "image/png" in glued["train_curves"] and "image/png" in glued["train_margins_by_category"]
+        assert name in values, name
+    assert "image/png" in values["train_curves"] and "image/png" in values["train_margins_by_category"]
 
     summary = json.loads((run_dir / "seed-42" / "train" / "summary.json").read_text())
-    assert float(glued["train_final_loss"]["text/plain"]) == pytest.approx(summary["final_loss"])
-    assert int(glued["train_n_filtered"]["text/plain"]) == summary["n_filtered_prompt_too_long"] == 0
+    assert float(values["train_final_loss"]["text/plain"]) == pytest.approx(summary["final_loss"])
+    assert int(values["train_n_filtered"]["text/plain"]) == summary["n_filtered_prompt_too_long"] == 0
     assert summary["n_train"] == n_pairs
     # the demo: 3 epochs over the fixture at 4 pairs per optimizer step
     assert summary["global_steps"] == -(-n_pairs // 4) * 3 and summary["epochs"] == pytest.approx(3.0)
     assert summary["final_loss"] < summary["first_loss"]
-    assert float(glued["train_wall_time_s"]["text/plain"]) == pytest.approx(summary["wall_time_s"])
+    assert float(values["train_wall_time_s"]["text/plain"]) == pytest.approx(summary["wall_time_s"])
     text = json.dumps([c.get("outputs", []) for c in nb.cells])
     # the category table and the log history are shown
     assert "NAME_ERROR" in text and "rewards/margins" in text

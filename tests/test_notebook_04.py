@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import nbformat
 import pytest
+from notebook_helpers import execute, glued
 
 from idfu_lab import taxonomy
 from idfu_lab.config import repo_root
@@ -66,51 +66,18 @@ def write_run(run_dir: Path, seeds: dict[int, str]) -> None:
             (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def glued(nb: nbformat.NotebookNode) -> dict[str, dict]:
-    """Every glued output of an executed notebook, by name (myst-nb stores the name under 'scrapbook')."""
-    found = {}
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name:
-                found[name] = out.get("data", {})
-    return found
-
-
-def execute(notebook: Path, out: Path, **parameters) -> nbformat.NotebookNode:
-    import papermill as pm
-
-    pm.execute_notebook(
-        str(notebook),
-        str(out),
-        parameters={"config_path": "tiny", "seed": 42, **parameters},
-        kernel_name="python3",
-        cwd=str(repo_root()),
-        progress_bar=False,
-    )
-    return nbformat.read(out, as_version=4)
-
-
-def test_notebook_is_committed_without_outputs() -> None:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    assert nb.metadata["kernelspec"]["name"] == "python3"
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", [])
-    assert all(c.outputs == [] and c.execution_count is None for c in code)
-
-
 @pytest.mark.slow
 def test_notebook_shows_and_glues_the_taxonomy(tmp_path: Path) -> None:
     run_dir = tmp_path / "tiny"
     write_run(run_dir, {42: "tuned", 123: "tuned-b"})
-    nb = execute(NOTEBOOK, tmp_path / "04.ipynb", run_dir=str(run_dir))
+    nb = execute(NOTEBOOK, tmp_path / "04.ipynb", seed=42, run_dir=str(run_dir))
     values = glued(nb)
     base = taxonomy.read_results(run_dir / "seed-42" / "results" / "base.jsonl")
     tuned = taxonomy.read_results(run_dir / "seed-42" / "results" / "tuned.jsonl")
     table = taxonomy.compare(base, tuned)
 
     def number(name: str) -> float:
-        return float(values[name]["application/papermill.record/text/plain"])
+        return float(values[name]["text/plain"])
 
     assert number("name_error_base") == table.loc["NAME_ERROR", "base"] == 2
     assert number("name_error_tuned") == table.loc["NAME_ERROR", "tuned"] == 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
+from notebook_helpers import glued, text
 from test_summary import build_run
 
 from idfu_lab import runs
@@ -18,21 +19,6 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "06_summary.ipynb"
-
-
-def glued(nb: nbformat.NotebookNode) -> dict[str, dict]:
-    """Every glued output of an executed notebook, by name: its mime bundle."""
-    out = {}
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name:
-                out[name] = output["data"]
-    return out
-
-
-def text(bundle: dict) -> str:
-    return next(v for k, v in bundle.items() if k.endswith("text/plain"))
 
 
 def test_notebook_06_glues_the_summary(tmp_path: Path) -> None:
