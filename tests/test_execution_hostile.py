@@ -189,11 +189,16 @@ def test_signals_sleep_memory_and_threads_are_bounded(
     hostile, correct = _run(problems, list(RESOURCES.values()), memory_mb=160)
     elapsed = time.monotonic() - start
     got = {name: (v.outcome, v.phase) for name, v in zip(RESOURCES, hostile, strict=True)}
-    assert got == EXPECTED_RESOURCES
+    # The printing thread competes for the GIL with `check`: on a loaded machine `check` may not get
+    # its turn before the deadline. Either verdict proves the point (no PASS, bounded in time).
+    spam = "thread printing PASS forever"
+    assert got.pop(spam) in {EXPECTED_RESOURCES[spam], (Outcome.TIMEOUT, Phase.TEST)}
+    assert got == {k: v for k, v in EXPECTED_RESOURCES.items() if k != spam}
     assert [v.outcome for v in correct] == [Outcome.PASS] * 3
     timeouts = [v for v in hostile if v.outcome is Outcome.TIMEOUT]
-    assert all(TIMEOUT <= v.duration_s < TIMEOUT + 0.5 for v in timeouts)
-    assert elapsed < 10 * TIMEOUT  # three timeouts over two workers, plus start-up
+    # bounded: killed at the deadline (with slack for a loaded 2-core machine), never left to run on
+    assert all(TIMEOUT <= v.duration_s < TIMEOUT + 2.0 for v in timeouts)
+    assert elapsed < 20 * TIMEOUT  # three timeouts over two workers, plus start-up
     _assert_nothing_left(sandbox_tmp)
 
 
