@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from idfu_lab.errors import IdfuError
+from idfu_lab.jsonl import iter_records
 from idfu_lab.postprocess import IMPORTS, POSTPROCESS, apply_rows
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -148,20 +149,11 @@ def load_humaneval_plus(path: str | Path | None = None) -> dict[str, Problem]:
         records = get_human_eval_plus()
     else:
         records = {}
-        with open(path, encoding="utf-8") as fh:
-            for i, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise IdfuError(f"{path}: line {i} is not valid JSON ({e.msg})") from None
-                missing = [
-                    k for k in ("task_id", "prompt", "canonical_solution", "entry_point") if k not in rec
-                ]
-                if missing:
-                    raise IdfuError(f"{path}: line {i} lacks {', '.join(missing)} (not a HumanEval+ record)")
-                records[rec["task_id"]] = rec
+        for i, rec in iter_records(path):
+            missing = [k for k in ("task_id", "prompt", "canonical_solution", "entry_point") if k not in rec]
+            if missing:
+                raise IdfuError(f"{path}: line {i} lacks {', '.join(missing)} (not a HumanEval+ record)")
+            records[rec["task_id"]] = rec
     return {
         tid: Problem(
             task_id=tid,

@@ -132,6 +132,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from idfu_lab.errors import IdfuError
+from idfu_lab.jsonl import iter_records
 from idfu_lab.outcomes import Outcome, Phase, outcome_for_mro
 from idfu_lab.problems import Problem, dataset_hash, load_problems
 
@@ -803,16 +804,7 @@ def _read_samples(path: Path) -> list[tuple[int, dict]]:
     """(line number, row) for every non-blank line of a JSONL file; IdfuError naming the line."""
     if not path.is_file():
         raise IdfuError(f"{path}: no such samples file")
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise IdfuError(f"{path}:{lineno}: malformed JSON: {exc.msg} (column {exc.colno})") from None
-            rows.append((lineno, row))
+    rows = list(iter_records(path))
     if not rows:
         raise IdfuError(f"{path}: no samples")
     return rows
@@ -902,32 +894,30 @@ def evaluate_file(
     return summary
 
 
+def read_result_rows(
+    path: str | Path, required: Sequence[str] = ("task_id", "passed", "outcome")
+) -> list[dict[str, Any]]:
+    """The rows of a results JSONL, each checked: the ``required`` keys present, a known outcome."""
+    path = Path(path)
+    if not path.is_file():
+        raise IdfuError(f"{path}: no such results file")
+    valid = {str(o) for o in Outcome}
+    rows = []
+    for lineno, row in iter_records(path):
+        missing = [key for key in required if key not in row]
+        if missing:
+            raise IdfuError(f"{path}:{lineno}: not a results row (missing key(s) {', '.join(missing)})")
+        if row["outcome"] not in valid:
+            raise IdfuError(f"{path}:{lineno}: unknown outcome {row['outcome']!r}")
+        rows.append(row)
+    return rows
+
+
 def read_results(path: str | Path) -> pandas.DataFrame:
     """A results JSONL as a frame (task_id, passed, outcome, phase, ... and the input's fields)."""
     import pandas as pd
 
-    path = Path(path)
-    if not path.is_file():
-        raise IdfuError(f"{path}: no such results file")
-    rows = []
-    valid = {str(o) for o in Outcome}
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise IdfuError(f"{path}:{lineno}: malformed JSON: {exc.msg}") from None
-            if not isinstance(row, dict):
-                raise IdfuError(f"{path}:{lineno}: a result must be a JSON object")
-            missing = [key for key in ("task_id", "passed", "outcome") if key not in row]
-            if missing:
-                raise IdfuError(f"{path}:{lineno}: not a results row (missing {', '.join(missing)})")
-            if row["outcome"] not in valid:
-                raise IdfuError(f"{path}:{lineno}: unknown outcome {row['outcome']!r}")
-            rows.append(row)
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(read_result_rows(path))
     for column in VERDICT_FIELDS:
         if column not in frame.columns:
             frame[column] = None

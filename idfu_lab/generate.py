@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from idfu_lab.config import GenerationConfig, ModelConfig
 from idfu_lab.errors import IdfuError
+from idfu_lab.jsonl import iter_records, write_records
 
 if TYPE_CHECKING:  # pragma: no cover
     from idfu_lab.problems import Problem
@@ -192,30 +193,16 @@ def _open_for_append(path: Path):
 
 def write_jsonl(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Write rows as JSON lines (atomically: a partial file never stands for a finished one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    return write_records(rows, path)
 
 
 def read_generations(path: str | Path) -> list[dict[str, Any]]:
     """A generations file's rows; a malformed line is an error naming it."""
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise IdfuError(f"{path}: line {i} is not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict) or "task_id" not in row or "completion" not in row:
-                raise IdfuError(f"{path}: line {i} lacks 'task_id' or 'completion'")
-            rows.append(row)
+    for i, row in iter_records(path):
+        if "task_id" not in row or "completion" not in row:
+            raise IdfuError(f"{path}: line {i} lacks 'task_id' or 'completion'")
+        rows.append(row)
     return rows
 
 

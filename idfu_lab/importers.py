@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from idfu_lab.errors import IdfuError
+from idfu_lab.jsonl import iter_records
 
 logger = logging.getLogger(__name__)
 
@@ -69,17 +70,7 @@ def _row(
 
 
 def _jsonl_records(path: Path):
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise IdfuError(f"{path}: line {i} is not valid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise IdfuError(f"{path}: line {i} is not a JSON object")
-            yield i, rec
+    return iter_records(path)
 
 
 def _text(rec: dict[str, Any], field: str, path: Path, line: int) -> str:

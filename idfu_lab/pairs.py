@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from idfu_lab.errors import IdfuError
+from idfu_lab.jsonl import read_records, write_records
 
 if TYPE_CHECKING:  # pragma: no cover
     from idfu_lab.config import Config, DataConfig
@@ -645,28 +646,9 @@ def gate_pairs(
 
 def write_jsonl(path: str | Path, rows: Sequence[Mapping[str, Any]] | Iterator[Mapping[str, Any]]) -> Path:
     """Write rows as JSON lines (atomically: a reader never sees half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(_jsonable(row), ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    return write_records((_jsonable(row) for row in rows), path)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a JSONL file written by this package (errors name the file and line)."""
-    rows = []
-    path = Path(path)
-    try:
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        raise IdfuError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-    except FileNotFoundError:
-        raise IdfuError(f"{path}: no such file") from None
-    return rows
+    return read_records(path)

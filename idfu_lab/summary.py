@@ -30,6 +30,7 @@ import pandas as pd
 
 from idfu_lab import stats
 from idfu_lab.errors import IdfuError
+from idfu_lab.jsonl import read_records
 from idfu_lab.runs import Run
 
 logger = logging.getLogger(__name__)
@@ -54,16 +55,7 @@ SUMMARY_FILES = (
 def load_results(path: str | Path) -> pd.DataFrame:
     """A results JSONL as a frame; a malformed line is an error naming the file and line."""
     path = Path(path)
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise IdfuError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(read_records(path))
     missing = [c for c in ("task_id", "passed", "outcome") if c not in frame.columns]
     if missing:
         raise IdfuError(f"{path}: missing field(s) {', '.join(missing)} (not a results file?)")

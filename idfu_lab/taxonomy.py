@@ -38,7 +38,6 @@ import ast
 import builtins
 import functools
 import importlib
-import json
 import logging
 import re
 import sys
@@ -50,7 +49,6 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from idfu_lab.errors import IdfuError
 from idfu_lab.outcomes import STUDY_CATEGORIES, Outcome, Phase
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -116,31 +114,9 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     The executor's own reader returns a DataFrame; the taxonomy and the delta need the rows with their
     code fields intact, and errors that name the line.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise IdfuError(f"{p}: no such results file")
-    rows: list[dict[str, Any]] = []
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise IdfuError(f"{p}:{lineno}: malformed JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise IdfuError(f"{p}:{lineno}: a results row must be a JSON object")
-            missing = [k for k in _REQUIRED if k not in row]
-            if missing:
-                raise IdfuError(
-                    f"{p}:{lineno}: missing key(s) {', '.join(missing)} (is this a results file?)"
-                )
-            try:
-                Outcome(row["outcome"])
-            except ValueError:
-                raise IdfuError(f"{p}:{lineno}: unknown outcome {row['outcome']!r}") from None
-            rows.append(row)
-    return rows
+    from idfu_lab.execution import read_result_rows
+
+    return read_result_rows(path, required=_REQUIRED)
 
 
 def first_samples(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

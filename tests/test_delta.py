@@ -337,7 +337,7 @@ def test_cli(problems, tmp_path, capsys):
     rc = main(
         ["delta", str(tmp_path / "bad.jsonl"), str(tmp_path / "tuned.jsonl"), "--out", str(tmp_path / "d")]
     )
-    assert rc == 2 and "bad.jsonl:1: missing key" in capsys.readouterr().err
+    assert rc == 2 and "bad.jsonl:1: not a results row (missing key(s) outcome)" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- two real models

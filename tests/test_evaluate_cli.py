@@ -116,7 +116,7 @@ BAD_INPUTS = [
         ],
         ":2: unknown task_id 'HumanEval/164'",
     ),
-    (["[1, 2]"], ":1: a sample must be a JSON object"),
+    (["[1, 2]"], ":1: expected a JSON object, got list"),
     ([""], ": no samples"),
 ]
 

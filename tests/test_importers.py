@@ -102,7 +102,7 @@ def test_bigcode_generations(tmp_path, real_samples):
         (
             "humaneval",
             '{"task_id": "HumanEval/0", "completion": "x"}\n{"task_id": "HumanEval/1", "completion": \n',
-            "line 2 is not valid JSON",
+            "bad.json:2: malformed JSON",
         ),
         (
             "humaneval",

@@ -143,7 +143,7 @@ def test_a_malformed_results_line_names_file_and_line(tmp_path: Path) -> None:
     run = build_run(tmp_path / "run", seeds=(42,))
     path = run.seed_path("results/tuned.jsonl", seed=42)
     path.write_text(path.read_text() + "{not json\n")
-    with pytest.raises(IdfuError, match=rf"{path}:165: not valid JSON"):
+    with pytest.raises(IdfuError, match=rf"{path}:165: malformed JSON"):
         summarise(run)
 
 

@@ -319,7 +319,7 @@ def test_glue_values():
 def test_read_results_errors_name_the_line(tmp_path):
     p = tmp_path / "r.jsonl"
     p.write_text('{"task_id": "HumanEval/0", "outcome": "PASS"}\n{"task_id": "HumanEval/1"}\n')
-    with pytest.raises(IdfuError, match=r"r.jsonl:2: missing key\(s\) outcome"):
+    with pytest.raises(IdfuError, match=r"r.jsonl:2: not a results row \(missing key\(s\) outcome\)"):
         taxonomy.read_results(p)
     p.write_text('{"task_id": "HumanEval/0", "outcome": "FINE"}\n')
     with pytest.raises(IdfuError, match="r.jsonl:1: unknown outcome 'FINE'"):
