@@ -83,7 +83,6 @@ import shutil
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -1071,13 +1070,7 @@ def train_seed(
         resume = _resume_point_readonly(paths)
     with PeakMemory() as peak, _cpu_threads(cfg.model, precision):
         t_train = time.perf_counter()
-        with warnings.catch_warnings():
-            # TRL 1.16 calls transformers' deprecated alias on every step; it is theirs to rename, and
-            # printed once per step it would bury the notebook's own output.
-            warnings.filterwarnings(
-                "ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning
-            )
-            output = trainer.train(resume_from_checkpoint=resume)
+        output = trainer.train(resume_from_checkpoint=resume)
         train_seconds = time.perf_counter() - t_train
 
     summary: dict[str, Any] = {}
