@@ -61,10 +61,9 @@ def _pass_at_k_one(n: int, c: int, k: int) -> float:
         raise IdfuError(f"pass@{k} needs at least {k} samples per problem, got {n}")
     if not 0 <= c <= n:
         raise IdfuError(f"number of correct samples must be between 0 and n={n}, got {c}")
-    if n - c < k:
-        return 1.0
-    # 1 - C(n-c, k) / C(n, k) written as a product: no huge binomials, no cancellation.
-    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+    from idfu_lab.execution import pass_at_k as _formula  # the one implementation of the estimator
+
+    return _formula(n, c, k)
 
 
 def pass_at_k(n: int | Sequence[int] | np.ndarray, c: int | Sequence[int] | np.ndarray, k: int) -> Any:

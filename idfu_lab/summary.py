@@ -30,7 +30,6 @@ import pandas as pd
 
 from idfu_lab import stats
 from idfu_lab.errors import IdfuError
-from idfu_lab.jsonl import read_records
 from idfu_lab.runs import Run
 
 logger = logging.getLogger(__name__)
@@ -54,11 +53,9 @@ SUMMARY_FILES = (
 
 def load_results(path: str | Path) -> pd.DataFrame:
     """A results JSONL as a frame; a malformed line is an error naming the file and line."""
-    path = Path(path)
-    frame = pd.DataFrame(read_records(path))
-    missing = [c for c in ("task_id", "passed", "outcome") if c not in frame.columns]
-    if missing:
-        raise IdfuError(f"{path}: missing field(s) {', '.join(missing)} (not a results file?)")
+    from idfu_lab.execution import read_result_rows
+
+    frame = pd.DataFrame(read_result_rows(path))
     frame["passed"] = frame["passed"].astype(bool)
     return frame
 

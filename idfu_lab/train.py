@@ -90,6 +90,7 @@ from typing import Any
 
 from idfu_lab.config import Config, DPOSection, LoraSection, ModelConfig
 from idfu_lab.errors import IdfuError
+from idfu_lab.jsonl import iter_records
 
 logger = logging.getLogger(__name__)
 
@@ -171,31 +172,20 @@ def read_train_pairs(path: str | Path) -> list[dict[str, Any]]:
         )
     rows: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise IdfuError(f"{p}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise IdfuError(f"{p}:{lineno}: a pair must be a JSON object")
-            missing = [k for k in PAIR_FIELDS if not isinstance(row.get(k), str | int) or row.get(k) == ""]
-            if missing:
-                raise IdfuError(
-                    f"{p}:{lineno}: pair lacks '{missing[0]}' (required: {', '.join(PAIR_FIELDS)})"
-                )
-            for k in ("prompt", "chosen", "rejected"):
-                if not isinstance(row[k], str):
-                    raise IdfuError(f"{p}:{lineno}: '{k}' must be a string")
-            row["id"] = str(row["id"])
-            if row["id"] in seen:
-                raise IdfuError(
-                    f"{p}:{lineno}: duplicate pair id '{row['id']}' (first on line {seen[row['id']]})"
-                )
-            seen[row["id"]] = lineno
-            rows.append(row)
+    for lineno, row in iter_records(p):
+        missing = [k for k in PAIR_FIELDS if not isinstance(row.get(k), str | int) or row.get(k) == ""]
+        if missing:
+            raise IdfuError(f"{p}:{lineno}: pair lacks '{missing[0]}' (required: {', '.join(PAIR_FIELDS)})")
+        for k in ("prompt", "chosen", "rejected"):
+            if not isinstance(row[k], str):
+                raise IdfuError(f"{p}:{lineno}: '{k}' must be a string")
+        row["id"] = str(row["id"])
+        if row["id"] in seen:
+            raise IdfuError(
+                f"{p}:{lineno}: duplicate pair id '{row['id']}' (first on line {seen[row['id']]})"
+            )
+        seen[row["id"]] = lineno
+        rows.append(row)
     if not rows:
         raise IdfuError(f"{p}: holds no pairs; the audit kept none, so there is nothing to train on")
     return rows

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 
 import pytest
+from helpers import result_row as _row
 
 from idfu_lab import annotate, delta
 from idfu_lab.errors import IdfuError
@@ -16,17 +17,6 @@ GCD_OK = GCD_SIG + "    while b:\n        a, b = b, a % b\n    return a\n"
 GCD_BAD = GCD_SIG + "    return min(a, b)\n"
 GCD_MATH = GCD_SIG + "    return math.gcd(a, b)\n"
 HEADER = "task_id,transition,auto_labels,human_label,note,annotator,date\n"
-
-
-def _row(task, outcome, phase=None, message="", **code):
-    return {
-        "task_id": task,
-        "passed": outcome == "PASS",
-        "outcome": outcome,
-        "phase": phase,
-        "message": message,
-        **code,
-    }
 
 
 @pytest.fixture(scope="module")

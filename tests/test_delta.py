@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import result_row as _row
 
 from idfu_lab import delta
 from idfu_lab.problems import load_humaneval
@@ -35,17 +36,6 @@ def problems():
         for i in range(1, 9)
     }
     return {**he, **gcd}
-
-
-def _row(task: str, outcome: str, phase: str | None = None, message: str = "", **code) -> dict:
-    return {
-        "task_id": task,
-        "passed": outcome == "PASS",
-        "outcome": outcome,
-        "phase": phase,
-        "message": message,
-        **code,
-    }
 
 
 def _labels(base_row, tuned_row, problems) -> dict[str, delta.Label]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import nbformat
-import papermill
 import pytest
-from notebook_helpers import glued, text
+from helpers import execute, glued, text
 
 from idfu_lab.pairs import TRAIN_FIELDS, read_jsonl
 
@@ -21,15 +19,7 @@ NOTEBOOK = REPO / "notebooks" / "01_data_audit.ipynb"
 def test_notebook_01_audits_the_fixture(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "tiny"
     out = tmp_path / "01_data_audit.ipynb"
-    papermill.execute_notebook(
-        str(NOTEBOOK),
-        str(out),
-        parameters={"config_path": "tiny", "run_dir": str(run_dir)},
-        kernel_name="python3",
-        cwd=str(REPO),
-        progress_bar=False,
-    )
-    nb = nbformat.read(out, as_version=4)
+    nb = execute(NOTEBOOK, out, run_dir=str(run_dir))
     assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     values = {name: text(bundle) for name, bundle in glued(nb).items()}
     expected = {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from notebook_helpers import execute, glued
+from helpers import execute, glued
 
 from idfu_lab.config import repo_root
 from idfu_lab.outcomes import outcome_for_exception

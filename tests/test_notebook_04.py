@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from notebook_helpers import execute, glued
+from helpers import execute, glued
 
 from idfu_lab import taxonomy
 from idfu_lab.config import repo_root

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from notebook_helpers import execute, glued
+from helpers import execute, glued
 from test_notebook_04 import write_run
 
 from idfu_lab import annotate, delta

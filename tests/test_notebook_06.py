@@ -6,10 +6,8 @@ import json
 import math
 from pathlib import Path
 
-import nbformat
-import papermill
 import pytest
-from notebook_helpers import glued, text
+from helpers import execute, glued, text
 from test_summary import build_run
 
 from idfu_lab import runs
@@ -25,15 +23,7 @@ def test_notebook_06_glues_the_summary(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "tiny"
     build_run(run_dir, seeds=(42, 123))  # seed 7 of the recipe never ran: the notebook says so and goes on
     out = tmp_path / "06_summary.ipynb"
-    papermill.execute_notebook(
-        str(NOTEBOOK),
-        str(out),
-        parameters={"config_path": "tiny", "run_dir": str(run_dir)},
-        kernel_name="python3",
-        cwd=str(REPO),
-        progress_bar=False,
-    )
-    nb = nbformat.read(out, as_version=4)
+    nb = execute(NOTEBOOK, out, run_dir=str(run_dir))
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     values = glued(nb)

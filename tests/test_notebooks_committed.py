@@ -6,7 +6,7 @@ import ast
 
 import nbformat
 import pytest
-from notebook_helpers import NOTEBOOKS
+from helpers import NOTEBOOKS
 
 from idfu_lab.pipeline import NOTEBOOKS as ORDER
 

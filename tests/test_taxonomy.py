@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from helpers import result_row as _row
 
 from idfu_lab import taxonomy
 from idfu_lab.errors import IdfuError
@@ -20,17 +21,6 @@ QWEN3 = SHARED / "humaneval-generations" / "qwen3-0.6b-n10"
 @pytest.fixture(scope="module")
 def problems():
     return load_humaneval()
-
-
-def _row(task: str, outcome: str, phase: str | None = None, message: str = "", **code) -> dict:
-    return {
-        "task_id": task,
-        "passed": outcome == "PASS",
-        "outcome": outcome,
-        "phase": phase,
-        "message": message,
-        **code,
-    }
 
 
 # ----------------------------------------------------------------------------- NAME_ERROR rules

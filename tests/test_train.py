@@ -100,7 +100,7 @@ def test_bad_pairs_files_name_the_line(tmp_path: Path) -> None:
     p = tmp_path / "pairs.jsonl"
     good = {"id": "a", "prompt": "p", "chosen": "c", "rejected": "r"}
     p.write_text(json.dumps(good) + "\n{not json\n")
-    with pytest.raises(IdfuError, match=r"pairs.jsonl:2: not valid JSON"):
+    with pytest.raises(IdfuError, match=r"pairs.jsonl:2: malformed JSON"):
         train.read_train_pairs(p)
     p.write_text(json.dumps(good) + "\n" + json.dumps({"id": "b", "prompt": "p", "chosen": "c"}) + "\n")
     with pytest.raises(IdfuError, match=r":2: pair lacks 'rejected'"):

@@ -79,27 +79,18 @@ def category_counts(counts: pd.DataFrame, labels: dict[str, str] | None = None) 
     ax = fig.subplots()
     order = list(dict.fromkeys(counts["outcome"]))
     hue_order = [a for a in ("base", "tuned") if a in set(counts["approach"])]
+    common = dict(
+        data=counts, x="outcome", y="count", hue="approach", order=order, hue_order=hue_order, palette=PALETTE
+    )
     sns.barplot(
-        data=counts,
-        x="outcome",
-        y="count",
-        hue="approach",
-        order=order,
-        hue_order=hue_order,
-        palette=PALETTE,
+        **common,
         errorbar="sd",
         capsize=0.15,
         alpha=0.8,
         ax=ax,
     )
     sns.stripplot(
-        data=counts,
-        x="outcome",
-        y="count",
-        hue="approach",
-        order=order,
-        hue_order=hue_order,
-        palette=PALETTE,
+        **common,
         dodge=True,
         edgecolor="black",
         linewidth=0.6,

@@ -1,4 +1,4 @@
-"""Helpers shared by the notebook tests: execute a notebook with papermill, read what it glued."""
+"""Helpers shared by the tests: results rows written by hand, and notebooks executed by papermill."""
 
 from __future__ import annotations
 
@@ -43,3 +43,17 @@ def glued(nb: nbformat.NotebookNode) -> dict[str, dict[str, Any]]:
 def text(bundle: dict[str, Any]) -> str:
     """The text/plain of a glued bundle (how a number was glued)."""
     return next(v for k, v in bundle.items() if k.endswith("text/plain"))
+
+
+def result_row(
+    task: str, outcome: str, phase: str | None = None, message: str = "", **code: Any
+) -> dict[str, Any]:
+    """A results row as the executor writes it (``code``: completion, solution, raw, ...)."""
+    return {
+        "task_id": task,
+        "passed": outcome == "PASS",
+        "outcome": outcome,
+        "phase": phase,
+        "message": message,
+        **code,
+    }
