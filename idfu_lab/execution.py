@@ -161,15 +161,18 @@ PASS_AT_K = (1, 2, 5, 10, 20, 50, 100)
 VERDICT_FIELDS = ("passed", "outcome", "phase", "exception_type", "message", "duration_s")
 
 _WORKER_SCRIPT = Path(__file__).with_name("_sandbox_worker.py")
-#: How a worker starts: ``python -s -P -c _WORKER_LOADER SCRIPT BASE PARENT``. The worker file is
+#: How a worker starts: ``python -S -P -c _WORKER_LOADER SCRIPT BASE PARENT``. The worker file is
 #: loaded as a module from its cached bytecode rather than run as a script: a script is compiled
 #: at every start, and the compiler's ~3 MB stay in the worker's heap, which every forked sample
 #: then inherits and tears down again (anonymous memory 9.6 MB as a script, 6.8 MB so). It is not
-#: put in ``sys.modules``: candidates cannot import it.
+#: put in ``sys.modules``: candidates cannot import it. ``-S``: no ``site`` (10 ms of start-up,
+#: most of it import hooks of editable installs); the worker puts back what candidates need of it
+#: (the site-packages folders, ``exit``/``quit``), see ``_sandbox_worker.main``. ``-P``: nothing
+#: (no working or script folder) is prepended to ``sys.path``.
 _WORKER_LOADER = (
-    "import sys, importlib.util as u; "
-    "s = u.spec_from_file_location('_idfu_lab_sandbox_worker', sys.argv[1]); "
-    "m = u.module_from_spec(s); s.loader.exec_module(m); m.start(sys.argv[1:])"
+    "import sys, types; from importlib.machinery import SourceFileLoader as L; "
+    "m = types.ModuleType('_idfu_lab_sandbox_worker'); m.__file__ = sys.argv[1]; "
+    "L(m.__name__, sys.argv[1]).exec_module(m); m.start(sys.argv[1:])"
 )
 
 
@@ -297,6 +300,10 @@ def _worker_env(base: str, preload: Sequence[str] = (), cpu: int | None = None) 
         # Resolve every symbol of the libraries loaded so far at start-up, once, in the worker,
         # instead of in every forked sample, which would copy the pages the loader writes.
         "LD_BIND_NOW": "1",
+        # glibc reserves 64 MiB of address space for each thread's malloc arena, and RLIMIT_AS
+        # (the memory cap) counts reserved space: a sample with three threads used 230 MB of its
+        # cap for 10 MB of memory. Two arenas shared by all threads keep the cap about memory.
+        "MALLOC_ARENA_MAX": "2",
     }
     if os.environ.get(SANDBOX_OFF_ENV):
         env[SANDBOX_OFF_ENV] = os.environ[SANDBOX_OFF_ENV]
@@ -304,6 +311,11 @@ def _worker_env(base: str, preload: Sequence[str] = (), cpu: int | None = None) 
         env["IDFU_LAB_PRELOAD"] = ",".join(preload)
     if cpu is not None:
         env["IDFU_LAB_CPU"] = str(cpu)
+    # The folders of installed packages (numpy for the samples that import it); the worker starts
+    # without ``site`` (see _WORKER_LOADER), so it adds them to its path itself.
+    env["IDFU_LAB_SITE"] = os.pathsep.join(
+        p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages") and os.path.isdir(p)
+    )
     return env
 
 
@@ -331,12 +343,11 @@ class _Worker:
         self.base = os.path.join(base, f"w{index}")
         self.cpu = cpu
         os.mkdir(self.base, 0o700)
-        # -s: no user site; -P: nothing (no working or script folder) is prepended to sys.path.
         _cache_worker_bytecode()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                "-s",
+                "-S",
                 "-P",
                 "-c",
                 _WORKER_LOADER,
