@@ -434,7 +434,6 @@ def _run_candidate(
     nonce: bytes,
     program_code: types.CodeType | None = None,
     test_code: types.CodeType | None = None,
-    exit_=os._exit,  # noqa: ANN001 - only the worker's warm-up passes another (see _warm_up)
 ) -> None:
     """Load the program as a module, then run the test in its namespace; report; exit.
 
@@ -446,7 +445,7 @@ def _run_candidate(
     ``test_code``, when given, are the worker's own compilation of the same texts (the same call:
     see ``Worker._precompile``); a text without one is compiled here, under the sample's limits.
     """
-    write, settrace, setprofile = os.write, sys.settrace, sys.setprofile
+    write, exit_, settrace, setprofile = os.write, os._exit, sys.settrace, sys.setprofile
     setrlimit, getrlimit, rlimit_as = resource.setrlimit, resource.getrlimit, resource.RLIMIT_AS
     dumps, type_, str_, repr_, len_, getattr_ = json.dumps, type, str, repr, len, getattr
     compile_, exec_ = compile, exec
@@ -1249,53 +1248,6 @@ class Worker:
         _reap_all()
 
 
-#: Trusted samples the worker runs in its own process before it serves (see :func:`_warm_up`):
-#: HumanEval-shaped code that passes, and code that fails at each phase.
-WARM_UP_SAMPLES = (
-    (
-        "from typing import List\n\n\n"
-        "def f(values: List[int], word: str) -> List[int]:\n"
-        '    """Sorted distinct values, then the number of words."""\n'
-        "    seen = {v: i for i, v in enumerate(values)}\n"
-        "    out = sorted(set(values)) + [len(word.strip().lower().split())]\n"
-        "    return [x for x in out if x is not None and seen.get(x, 0) >= 0 or x == out[-1]]\n",
-        "def check(candidate):\n"
-        "    assert candidate([3, 1, 1], 'a b') == [1, 3, 2]\n"
-        "    assert candidate([], '') == [0]\n"
-        "    assert abs(sum(candidate([2], 'x')) - 3) < 1e-6, 'sum'\n\n"
-        "check(f)\n",
-    ),
-    ("def f(x):\n    return x[0]\n", "def check(candidate):\n    assert candidate([1]) == 2\n\ncheck(f)\n"),
-    ("def f(x):\n    return x +\n", "check(f)\n"),
-    ("def f(x):\n    return x\n\nassert f(1) == 2\n", "check(f)\n"),
-)
-#: Times each warm-up sample is run: past CPython 3.11's warm-up of its specialising interpreter.
-WARM_UP_ROUNDS = 64
-
-
-def _no_exit(status: int) -> None:
-    """``os._exit``'s stand-in for the warm-up, which runs in the worker itself."""
-
-
-def _warm_up(worker: Worker) -> None:
-    """Run a sample's own code path in this process, without forking, before any sample forks.
-
-    A forked sample that runs code its parent never ran writes to that code: CPython 3.11
-    specialises bytecode in place and fills its method cache as it goes, so each sample copied
-    those pages afresh (~60 copy-on-write faults out of ~230, ~0.15 ms of ~1 ms, measured). Run
-    here, trusted code takes the same path (unmarshal the request, load the program as a module,
-    run the test, report to /dev/null) until it is specialised, and every sample inherits the
-    warm state. Only the path's own code is warmed: the candidate's code is new to every sample.
-    """
-    for program, test in WARM_UP_SAMPLES:
-        job = {"i": -1, "program": program, "test": test, "timeout": 3.0, "memory_mb": 0}
-        payload = marshal.dumps(worker.prepare(job)[2])
-        for _ in range(WARM_UP_ROUNDS):
-            nonce, _limits, program_text, test_text, program_code, test_code = marshal.loads(payload)
-            _run_candidate(program_text, test_text, worker.devnull, nonce, program_code, test_code, _no_exit)
-    sys.modules.pop(MODULE_NAME, None)
-
-
 def _self_test(worker: Worker) -> str | None:
     """Run a trivial sample through the full sandbox; None when it passes, else what went wrong."""
     job = {
@@ -1413,7 +1365,6 @@ def serve(base: str, settings: dict) -> int:
         os.register_at_fork(after_in_child=lambda: sys.modules["random"].seed(RANDOM_SEED))
     worker = Worker(base, settings)
     worker.seal()
-    _warm_up(worker)
     gc.collect()
     gc.freeze()  # forked samples then do not dirty (copy) the worker's objects when they collect
     if worker.pidns and settings["fork_server"] and worker.open_fork_server() == 0:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
 
+from idfu_lab import execution
 from idfu_lab.errors import IdfuError
 from idfu_lab.execution import (
     Job,
@@ -404,3 +406,35 @@ def test_real_mbpp_references_pass(shared_data: Path) -> None:
     assert all(p.entry_point for p in sample)
     verdicts = run_jobs([job_for(p, solution=p.reference) for p in sample], workers=2)
     assert [v.outcome for v in verdicts] == [Outcome.PASS] * len(sample), verdicts
+
+
+def _reported(program: str, **kw) -> str:
+    """What a sample's program reports about its own process (through an exception's message)."""
+    (verdict,) = run_jobs([Job(program, "")], workers=1, **kw)
+    assert verdict.outcome is Outcome.VALUE_ERROR, verdict
+    return verdict.message
+
+
+def test_workers_are_pinned_one_cpu_each_unless_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    program = "import os\nraise ValueError(sorted(os.sched_getaffinity(0)))\n"
+    cpus = sorted(os.sched_getaffinity(0))
+    assert json.loads(_reported(program)) in [[cpu] for cpu in cpus]
+    assert execution._worker_cpus(len(cpus)) == cpus
+    assert execution._worker_cpus(len(cpus) + 1) == []  # more workers than CPUs: no pinning
+    monkeypatch.setenv(execution.SANDBOX_OFF_ENV, "pinning")
+    assert execution._worker_cpus(1) == []
+    assert json.loads(_reported(program)) == cpus
+
+
+def test_samples_see_installed_packages_but_not_the_worker() -> None:
+    """Workers start without ``site``: the package folders and exit/quit are put back by hand."""
+    pytest.importorskip("numpy")
+    program = (
+        "import numpy, sys\n"
+        "assert callable(exit) and callable(quit) and callable(copyright)\n"
+        "assert not any(name.startswith(('_idfu_lab', 'idfu_lab')) for name in sys.modules)\n"
+        "raise ValueError(numpy.__name__)\n"
+    )
+    assert _reported(program) == "numpy"
+    (verdict,) = run_jobs([Job("import _idfu_lab_sandbox_worker\n", "")], workers=1)
+    assert verdict.outcome is Outcome.IMPORT_ERROR

@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from idfu_lab import execution
+from idfu_lab._sandbox_worker import REPORT_FD
 from idfu_lab.execution import job_for, protections, run_jobs
 from idfu_lab.outcomes import Outcome, Phase
 from idfu_lab.problems import Problem, load_humaneval
@@ -373,6 +374,59 @@ def test_a_worker_that_stops_answering_is_killed(
     assert outcomes.count(Outcome.TIMEOUT) == 1
     assert "did not answer" in next(v.message for v in box["verdicts"] if v.outcome is Outcome.TIMEOUT)
     assert outcomes.count(Outcome.PASS) == 7
+    _assert_nothing_left(sandbox_tmp)
+
+
+def test_a_dead_fork_server_costs_at_most_its_sample_and_the_worker_is_replaced(
+    problems: dict[str, Problem], sandbox_tmp: Path
+) -> None:
+    if not protections()["pid_namespace"]:
+        pytest.skip("the fork server runs only with PID namespaces")
+    slow = job_for(
+        problems["HumanEval/23"], completion="    import time\n    time.sleep(0.1)\n    return len(string)\n"
+    )
+    thread, box = _run_in_background([slow] * 12, workers=1, timeout=TIMEOUT)
+    _wait_for_workers(4)  # bootstrap, worker, fork server and a sample
+    time.sleep(0.3)
+    (bootstrap,) = psutil.Process().children(recursive=False)
+    (worker,) = bootstrap.children()
+    (server,) = worker.children()  # the samples are the server's children, not the worker's
+    server.send_signal(signal.SIGKILL)
+    thread.join(60)
+    assert not thread.is_alive()
+    verdicts = box["verdicts"]
+    assert len(verdicts) == 12
+    lost = [v for v in verdicts if not v.passed]
+    assert len(lost) <= 1  # the sample that was running, if the server died while it ran
+    assert all(v.outcome is Outcome.OTHER_ERROR and "fork server" in v.message for v in lost)
+    _assert_nothing_left(sandbox_tmp)
+
+
+def test_what_a_sample_leaves_never_reaches_the_next_one(
+    problems: dict[str, Problem], sandbox_tmp: Path
+) -> None:
+    """Junk on the report descriptor and files in the working directory stay with their sample."""
+    strlen = problems["HumanEval/23"]
+    messy = (
+        f"    import os\n    os.write({REPORT_FD}, b'V not-a-nonce P')\n"
+        "    open('left-behind.txt', 'w').write('x')\n    return len(string)\n"
+    )
+    tidy = "    import os\n    assert os.listdir('.') == []\n    return len(string)\n"
+    verdicts = run_jobs([job_for(strlen, completion=c) for c in (messy, tidy, messy, tidy)], workers=1)
+    assert [v.outcome for v in verdicts] == [Outcome.OTHER_ERROR, Outcome.PASS] * 2
+    assert "not authenticated" in verdicts[0].message
+    _assert_nothing_left(sandbox_tmp)
+
+
+def test_without_the_fork_server_verdicts_are_the_same(
+    problems: dict[str, Problem], sandbox_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(execution.SANDBOX_OFF_ENV, "forkserver")
+    names = [*EXITS, "ignores SIGALRM, SIGTERM, SIGINT and sleeps"]
+    hostile, correct = _run(problems, [*EXITS.values(), RESOURCES[names[-1]]])
+    got = {name: (v.outcome, v.phase, v.exception_type) for name, v in zip(names, hostile, strict=True)}
+    assert got == {**EXPECTED_EXITS, names[-1]: (Outcome.TIMEOUT, Phase.TEST, None)}
+    assert [v.outcome for v in correct] == [Outcome.PASS] * 3
     _assert_nothing_left(sandbox_tmp)
 
 
