@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import builtins
 import ctypes
+import errno
 import faulthandler
 import gc
 import json
@@ -135,6 +136,8 @@ PRECOMPILE_MAX_CHARS = 100_000
 TEST_CACHE_CHARS = 8_000_000
 #: How long the worker waits for the fork server to fork a sample or reap a killed one.
 FORK_SERVER_REPLY_S = 10.0
+#: How long a fork that fails for want of processes or memory is retried.
+FORK_RETRY_S = 2.0
 #: Every message from the fork server: a tag byte and a native int.
 SERVER_MESSAGE_SIZE = 5
 
@@ -557,6 +560,20 @@ def _children_of(pid: int) -> list[int]:
     return found
 
 
+def _fork_retrying() -> int:
+    """``os.fork``, retried for up to ``FORK_RETRY_S`` while the system has no process or memory to
+    spare (another sample's fork bomb, which its own deadline ends): a sample is never failed, nor
+    a worker lost, for what another sample did."""
+    deadline = time.monotonic() + FORK_RETRY_S
+    while True:
+        try:
+            return _fork()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ENOMEM) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class _ServerLost(Exception):
     """The fork server exited or stopped answering (the worker then retires)."""
 
@@ -936,8 +953,11 @@ class Worker:
                 payload = marshal.dumps(request)
                 _write_all(self.server_requests, struct.pack("=Q", len(payload)) + payload)
             except OSError as exc:
-                return index, timeout, request[0], start, _ServerLost(f"is gone ({exc})")
-            return index, timeout, request[0], start, None
+                return index, timeout, request, start, _ServerLost(f"is gone ({exc})")
+            return index, timeout, request, start, None
+        return index, timeout, request, start, self._fork_directly(request)
+
+    def _fork_directly(self, request: tuple) -> tuple[int, int, bool]:
         rfd, wfd = os.pipe()
         pidns = self.pidns
         if pidns:
@@ -945,22 +965,35 @@ class Worker:
                 _unshare(CLONE_NEWPID)
             except OSError:
                 pidns = False
-        pid = _fork()
+        pid = _fork_retrying()
         if pid == 0:
             self._child(request, rfd, wfd, pidns)
         if pidns:
             _setns(self.p0_fd, CLONE_NEWPID)  # later forks (and the next unshare) start from P0 again
         os.close(wfd)
-        return index, timeout, request[0], start, (pid, rfd, pidns)
+        return pid, rfd, pidns
 
     def finish(self, running: tuple) -> dict:
-        index, timeout, nonce, start, how = running
+        index, timeout, request, start, how = running
+        nonce = request[0]
         try:
+            result = None
             if how is None:
                 result = self._finish_served(nonce, start, timeout)
+                if result is None:
+                    # The server could not fork it: no PID namespace could be made (a sample may
+                    # have lowered this user namespace's limit, where Landlock does not forbid
+                    # it). Fork it from here, without the server (whose presence would stop the
+                    # fallback's sweep of the namespace), and retire: a fresh worker gets a fresh
+                    # user namespace, and its limits, for the next jobs.
+                    os.write(2, b"idfu-lab sandbox worker: retiring: the fork server cannot fork\n")
+                    self.close_fork_server()
+                    self.healthy = False
+                    start = time.monotonic()
+                    how = self._fork_directly(request)
             elif isinstance(how, _ServerLost):
                 raise how
-            else:
+            if result is None:
                 pid, rfd, pidns = how
                 try:
                     result = self._watch(pid, rfd, nonce, start, timeout, pidns)
@@ -978,8 +1011,9 @@ class Worker:
         """Prepare, start and finish one job (the self-test's way; the loop overlaps the steps)."""
         return self.finish(self.start(self.prepare(job)))
 
-    def _finish_served(self, nonce: bytes, start: float, timeout: float) -> dict:
-        """Wait for the fork server's word that the sample has exited, or for its deadline.
+    def _finish_served(self, nonce: bytes, start: float, timeout: float) -> dict | None:
+        """Wait for the fork server's word that the sample has exited, or for its deadline; None
+        when the server could not fork it (no PID namespace or no process left to be had).
 
         One wake-up per sample: the sample's exit (the server's ``S``). Its report (the phase mark
         and the verdict line) is read afterwards from the shared report pipe, which then holds
@@ -995,11 +1029,14 @@ class Worker:
         else:
             timed_out = killed_by_us = True
             pid = self._server_message(self.server_pids, b"P", FORK_SERVER_REPLY_S)
-            self._kill(pid, True)
+            if pid > 0:  # never kill(-1): that would reach every process in this namespace
+                self._kill(pid, True)
             status = self._server_message(replies, b"S", FORK_SERVER_REPLY_S)
         elapsed = time.monotonic() - start
         if not timed_out:  # the server wrote the pid before it waited for the sample: it is there
-            self._server_message(self.server_pids, b"P", FORK_SERVER_REPLY_S)
+            pid = self._server_message(self.server_pids, b"P", FORK_SERVER_REPLY_S)
+        if pid <= 0:
+            return None
         report = _drain(self.server_reports, MAX_REPORT_BYTES + 1)
         phase, verdict, error, garbled = _parse_report(report)
         return _classify(nonce, elapsed, phase, verdict, error, garbled, timed_out, killed_by_us, status)
@@ -1094,17 +1131,21 @@ class Worker:
             request = _read_exact(requests, unpack("=Q", header)[0])
             if request is None:
                 os._exit(0)
+            pid = -1  # -1: this sample could not be started here (the worker then forks it itself)
             try:
                 _unshare(CLONE_NEWPID)
-            except OSError as exc:  # the worker sees Z exit and retires; a fresh worker starts
+            except OSError as exc:
                 os.write(2, f"idfu-lab fork server: {exc}\n".encode())
-                os._exit(1)
-            pid = _fork()
-            if pid == 0:
-                self._child(request, -1, reports, True)
-            _setns(p0, CLONE_NEWPID)
+            else:
+                try:
+                    pid = _fork_retrying()
+                except OSError as exc:
+                    os.write(2, f"idfu-lab fork server: {exc}\n".encode())
+                if pid == 0:
+                    self._child(request, -1, reports, True)
+                _setns(p0, CLONE_NEWPID)
             os.write(pids, b"P" + pack("=i", pid))
-            status = waitpid(pid, 0)[1]
+            status = waitpid(pid, 0)[1] if pid > 0 else -1
             os.write(replies, b"S" + pack("=i", status))
 
     def _clean_workdir(self) -> None:

@@ -418,6 +418,28 @@ def test_what_a_sample_leaves_never_reaches_the_next_one(
     _assert_nothing_left(sandbox_tmp)
 
 
+def test_a_sample_that_forbids_pid_namespaces_costs_no_verdict(
+    problems: dict[str, Problem], sandbox_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without Landlock, a sample can set its user namespace's limit of PID namespaces to 0: the fork
+    server then cannot isolate the next sample. The worker runs that one itself and retires, and a
+    fresh worker (a fresh user namespace) takes the rest; every verdict stays right."""
+    monkeypatch.setenv(execution.SANDBOX_OFF_ENV, "landlock")
+    active = protections()
+    if not (active["user_namespace"] and active["pid_namespace"]):
+        pytest.skip("needs the worker's own user namespace (the limit must not be the machine's)")
+    strlen = problems["HumanEval/23"]
+    limit = (
+        "    import posix\n    fd = posix.open('/proc/sys/user/max_pid_namespaces', posix.O_WRONLY)\n"
+        "    posix.write(fd, b'0')\n    return len(string)\n"
+    )
+    completions = [limit, "    return len(string)\n", "    return 0\n", RESOURCES["sleeps forever on load"]]
+    verdicts = run_jobs([job_for(strlen, completion=c) for c in completions * 2], workers=1, timeout=TIMEOUT)
+    expected = [Outcome.PASS, Outcome.PASS, Outcome.ASSERTION_FAIL, Outcome.TIMEOUT] * 2
+    assert [v.outcome for v in verdicts] == expected
+    _assert_nothing_left(sandbox_tmp)
+
+
 def test_without_the_fork_server_verdicts_are_the_same(
     problems: dict[str, Problem], sandbox_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
