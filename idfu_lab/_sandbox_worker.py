@@ -847,8 +847,11 @@ class Worker:
     def _compile(source: str, filename: str) -> types.CodeType | None:
         """``compile`` exactly as the sample would call it, or None when that raises.
 
-        Called at the same interpreter stack depth as the sample's own call (the compiler's recursion
-        limits depend on it), so a text that compiles here compiles there, to the same code object.
+        Called at the same interpreter stack depth as the sample's own call would be in a sample
+        from the fork server (serve → prepare → _precompile → _compile, and serve → serve_forks →
+        _child → _run_candidate: the compiler's recursion limits depend on the depth), so a text
+        that compiles here compiles there, to the same code object; a sample the worker forks
+        itself (no fork server) runs one frame deeper.
         Compiler warnings are not shown (in a sample they go to /dev/null); the filters are restored
         before any fork. Any exception means "let the sample compile it", which then fails exactly
         as it always did, under its own limits, with its own verdict.
@@ -1118,8 +1121,8 @@ class Worker:
     def serve_forks(self) -> None:
         """Z's loop (never returns). Kept to a few calls per sample: each page it writes is a fault.
 
-        Called at the same stack depth as :meth:`run`, so a sample's own ``compile`` (of a text
-        the worker could not compile) runs at the same depth as in a sample forked by the worker.
+        Called from :func:`serve` at the depth of :meth:`prepare`, so that a sample's own
+        ``compile`` runs at the depth of the worker's (see :meth:`_compile`).
         """
         requests, pids, replies = self.server_requests, self.server_pids, self.server_replies
         reports, p0 = self.server_reports, self.p0_fd
