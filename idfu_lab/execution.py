@@ -333,6 +333,14 @@ def _worker_env(base: str, preload: Sequence[str] = (), cpu: int | None = None) 
     return env
 
 
+def usable_cpus() -> int:
+    """How many CPUs this process may run on (its affinity mask; ``os.cpu_count()`` counts the
+    machine's): the default number of workers."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def _worker_cpus(workers: int) -> list[int]:
     """The CPUs to pin workers to, one each: empty (no pinning) when there are more workers than
     CPUs this process may use, or when ``IDFU_LAB_SANDBOX_OFF`` contains ``pinning``.
@@ -570,7 +578,7 @@ def _run(
             pending.append(index)
     if not pending:
         return [r for r in results if r is not None], _reported_protections.get(_protections_key())
-    wanted = max(1, min(workers or os.cpu_count() or 1, len(pending)))
+    wanted = max(1, min(workers or usable_cpus(), len(pending)))
     from tqdm.auto import tqdm
 
     bar = tqdm(
@@ -730,9 +738,9 @@ def run_jobs(
 ) -> list[Verdict]:
     """Judge every job in a sandbox; verdicts in input order.
 
-    ``workers`` defaults to the number of CPUs. ``timeout`` is per sample, wall clock, both phases;
-    ``memory_mb`` caps each sample's address space (0: no cap). A blank candidate is NO_CODE and is
-    not run. When this returns, every process it started has exited.
+    ``workers`` defaults to the number of CPUs this process may use. ``timeout`` is per sample,
+    wall clock, both phases; ``memory_mb`` caps each sample's address space (0: no cap). A blank
+    candidate is NO_CODE and is not run. When this returns, every process it started has exited.
     """
     verdicts, _ = _run(jobs, workers=workers, timeout=timeout, memory_mb=memory_mb, progress=progress)
     return verdicts
@@ -975,7 +983,7 @@ def evaluate_file(
         "n_tasks": summary.n_tasks,
         "timeout_s": timeout,
         "memory_mb": memory_mb,
-        "workers": workers or os.cpu_count(),
+        "workers": workers or usable_cpus(),
         "policy": {"postprocess": postprocess, "imports": imports, "applied": applied},
         "protections": summary.protections,
         "pass_at_k": summary.pass_at_k,

@@ -438,3 +438,8 @@ def test_samples_see_installed_packages_but_not_the_worker() -> None:
     assert _reported(program) == "numpy"
     (verdict,) = run_jobs([Job("import _idfu_lab_sandbox_worker\n", "")], workers=1)
     assert verdict.outcome is Outcome.IMPORT_ERROR
+
+
+def test_the_default_worker_count_is_the_cpus_this_process_may_use() -> None:
+    assert execution.usable_cpus() == len(os.sched_getaffinity(0))
+    assert 1 <= execution.usable_cpus() <= (os.cpu_count() or 1)
