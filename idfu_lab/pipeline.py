@@ -58,6 +58,24 @@ def _executed_path(run: runs.Run, notebook: str, seed: int | None) -> Path:
     return run.path(sub / f"{notebook}.ipynb")
 
 
+def _kernel_manager_class() -> type:
+    """Kernels reached over Unix sockets in Jupyter's runtime folder instead of localhost TCP.
+
+    No port is opened, so no other local process can try to connect, and the kernel does not
+    print its warning about unencrypted TCP into every run's log. Where Unix sockets are not
+    available (Windows), papermill's default (TCP) is kept.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc" if os.name == "posix" else "tcp"
+
+    return IPCKernelManager
+
+
 def _execute(source: Path, output: Path, parameters: dict, kernel_name: str) -> None:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -73,6 +91,7 @@ def _execute(source: Path, output: Path, parameters: dict, kernel_name: str) -> 
             progress_bar=False,
             log_output=False,
             request_save_on_cell_execute=True,
+            kernel_manager_class=_kernel_manager_class(),
         )
     except PapermillExecutionError as e:
         where = f"cell {e.exec_count}" if e.exec_count is not None else f"cell index {e.cell_index}"
