@@ -586,11 +586,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def _read_exact(fd: int, size: int) -> bytes | None:
     """Exactly ``size`` bytes from a blocking descriptor; None at end of file."""
-    data = os.read(fd, size)
-    if len(data) == size:
-        return data
-    parts = [data]
-    got = len(data)
+    parts, got = [], 0
     while got < size:
         chunk = os.read(fd, size - got)
         if not chunk:
@@ -689,12 +685,11 @@ def _parse_report(data: bytes) -> tuple[str, bytes | None, bytes | None, bool]:
     """A sample's report: ``(phase, verdict line, set-up error line, garbled)``.
 
     The sample writes ``T`` when its test phase starts, then one ``V ...`` line (or ``E ...``
-    when its set-up failed). Anything else before the verdict, or a report longer than
-    ``MAX_REPORT_BYTES``, is garbled; what follows the first verdict line is ignored.
+    when its set-up failed). Anything else before the verdict, or more than ``MAX_REPORT_BYTES``
+    without one, is garbled; what follows the first verdict line is ignored. A report still being
+    written (no verdict yet) reads as neither: ``(phase, None, None, False)``.
     """
     phase = "definition"
-    if len(data) > MAX_REPORT_BYTES:
-        return phase, None, None, True
     for line in data.split(b"\n")[:-1]:  # the last piece has no newline: not a line
         if line == b"T":
             phase = "test"
@@ -704,7 +699,7 @@ def _parse_report(data: bytes) -> tuple[str, bytes | None, bytes | None, bool]:
             return phase, None, line, False
         else:
             return phase, None, None, True
-    return phase, None, None, False
+    return phase, None, None, len(data) > MAX_REPORT_BYTES
 
 
 def _classify(
@@ -952,11 +947,11 @@ class Worker:
         index, timeout, request = prepared
         start = time.monotonic()
         if self.server_pid:
+            payload = marshal.dumps(request)
             try:
-                payload = marshal.dumps(request)
                 _write_all(self.server_requests, struct.pack("=Q", len(payload)) + payload)
-            except OSError as exc:
-                return index, timeout, request, start, _ServerLost(f"is gone ({exc})")
+            except OSError:
+                pass  # the server is gone: finish() finds its replies closed
             return index, timeout, request, start, None
         return index, timeout, request, start, self._fork_directly(request)
 
@@ -977,11 +972,13 @@ class Worker:
         return pid, rfd, pidns
 
     def finish(self, running: tuple) -> dict:
-        index, timeout, request, start, how = running
+        """Wait for the sample ``start`` returned; its answer (``forked``: pid, report pipe and
+        PID-namespace flag of a sample this process forked, None for one the server forked)."""
+        index, timeout, request, start, forked = running
         nonce = request[0]
         try:
             result = None
-            if how is None:
+            if forked is None:
                 result = self._finish_served(nonce, start, timeout)
                 if result is None:
                     # The server could not fork it: no PID namespace could be made (a sample may
@@ -993,11 +990,9 @@ class Worker:
                     self.close_fork_server()
                     self.healthy = False
                     start = time.monotonic()
-                    how = self._fork_directly(request)
-            elif isinstance(how, _ServerLost):
-                raise how
+                    forked = self._fork_directly(request)
             if result is None:
-                pid, rfd, pidns = how
+                pid, rfd, pidns = forked
                 try:
                     result = self._watch(pid, rfd, nonce, start, timeout, pidns)
                 finally:
@@ -1167,10 +1162,7 @@ class Worker:
         ``waitpid``) or its deadline; make sure it and its processes are gone; classify."""
         deadline = start + timeout
         buf = bytearray()
-        phase = "definition"
-        verdict: bytes | None = None
-        error: bytes | None = None
-        garbled = False
+        phase, verdict, error, garbled = "definition", None, None, False
         exited = False
         status = None
         try:
@@ -1183,26 +1175,6 @@ class Worker:
         if pidfd >= 0:
             poller.register(pidfd, select.POLLIN)
         pipe_open = True
-
-        def consume() -> None:
-            nonlocal phase, verdict, error, garbled
-            while verdict is None and error is None and not garbled:
-                end = buf.find(b"\n")
-                if end < 0:
-                    if len(buf) > MAX_REPORT_BYTES:
-                        garbled = True
-                    return
-                line = bytes(buf[:end])
-                del buf[: end + 1]
-                if line == b"T":
-                    phase = "test"
-                elif line.startswith(b"V "):
-                    verdict = line
-                elif line.startswith(b"E "):
-                    error = line
-                else:
-                    garbled = True
-
         timed_out = False
         try:
             while True:
@@ -1219,7 +1191,7 @@ class Worker:
                             continue
                         if chunk:
                             buf += chunk
-                            consume()
+                            phase, verdict, error, garbled = _parse_report(bytes(buf))
                         else:
                             poller.unregister(rfd)
                             pipe_open = False
@@ -1239,7 +1211,7 @@ class Worker:
                         buf += chunk
                 except BlockingIOError:
                     pass
-                consume()
+                phase, verdict, error, garbled = _parse_report(bytes(buf))
         finally:
             elapsed = time.monotonic() - start
             killed_by_us = False

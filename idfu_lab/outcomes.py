@@ -16,7 +16,7 @@ own class called ``AssertionError`` is not mistaken for a failed assertion.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 
 class Outcome(enum.StrEnum):
@@ -126,6 +126,20 @@ def outcome_for_exception(exc: BaseException | type) -> Outcome:
     if not issubclass(cls, BaseException):
         raise TypeError(f"not an exception class: {cls!r}")
     return outcome_for_mro([qualified_name(c) for c in cls.__mro__])
+
+
+def category_order(present: Iterable[str], *, only_present: bool = False) -> list[str]:
+    """Failure categories in the study's order (NAME_ERROR, ASSERTION_FAIL, TYPE_ERROR), then the others present.
+
+    The study's three are listed even at zero (a category that vanished is a finding) unless
+    ``only_present``. The others follow in :class:`Outcome` order, then any unknown label
+    alphabetically. PASS is not a failure category. The one order of every table and figure.
+    """
+    present = {str(x) for x in present} - {str(Outcome.PASS)}
+    study = [str(c) for c in STUDY_CATEGORIES if not only_present or str(c) in present]
+    known = [str(o) for o in Outcome if str(o) in present and str(o) not in study]
+    unknown = sorted(present - set(study) - set(known))
+    return study + known + unknown
 
 
 def outcome_order() -> list[Outcome]:

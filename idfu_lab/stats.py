@@ -42,7 +42,7 @@ from statsmodels.stats.proportion import proportion_confint
 from statsmodels.stats.weightstats import DescrStatsW
 
 from idfu_lab.errors import IdfuError
-from idfu_lab.outcomes import STUDY_CATEGORIES, Outcome
+from idfu_lab.outcomes import Outcome, category_order
 
 logger = logging.getLogger(__name__)
 
@@ -157,20 +157,6 @@ def se_one_run(p: float, n: int) -> float:
 
 
 # --------------------------------------------------------------------------- failure categories
-
-
-def category_order(present: Iterable[str]) -> list[str]:
-    """Failure categories in the study's order (NAME_ERROR, ASSERTION_FAIL, TYPE_ERROR), then the others present.
-
-    The study's three are always listed, even at zero: a category that vanished is a finding. The
-    others follow in :class:`~idfu_lab.outcomes.Outcome` order, then any unknown label alphabetically.
-    PASS is not a failure category.
-    """
-    present = {str(x) for x in present} - {str(Outcome.PASS)}
-    study = [str(c) for c in STUDY_CATEGORIES]
-    known = [str(o) for o in Outcome if str(o) in present and str(o) not in study]
-    unknown = sorted(present - set(study) - set(known))
-    return study + known + unknown
 
 
 def outcome_counts(results: pd.DataFrame) -> pd.Series:

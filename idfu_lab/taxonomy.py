@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from idfu_lab.outcomes import STUDY_CATEGORIES, Outcome, Phase
+from idfu_lab.outcomes import STUDY_CATEGORIES, Outcome, Phase, category_order
 
 if TYPE_CHECKING:  # pragma: no cover
     from idfu_lab.problems import Problem
@@ -384,14 +384,9 @@ def outcome_order(present: Iterable[str] = (), *, include_pass: bool = True) -> 
 
     The three always appear (a zero is a finding); other outcomes only where ``present``.
     """
-    present = set(present)
-    order = [str(o) for o in STUDY_CATEGORIES]
-    order += [
-        str(o) for o in Outcome if o not in STUDY_CATEGORIES and o != Outcome.PASS and str(o) in present
-    ]
-    if include_pass:
-        order.append(str(Outcome.PASS))
-    return order
+    known = {str(o) for o in Outcome}
+    order = category_order(str(o) for o in present if str(o) in known)
+    return order + [str(Outcome.PASS)] if include_pass else order
 
 
 def _count(rows: Sequence[Mapping[str, Any]]) -> Counter:

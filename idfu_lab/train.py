@@ -91,6 +91,7 @@ from typing import Any
 from idfu_lab.config import Config, DPOSection, LoraSection, ModelConfig
 from idfu_lab.errors import IdfuError
 from idfu_lab.jsonl import iter_records
+from idfu_lab.outcomes import category_order
 
 logger = logging.getLogger(__name__)
 
@@ -1217,15 +1218,6 @@ def load_margins(run: Any):
     return pd.read_json(p, lines=True, dtype={"id": str})
 
 
-def category_order(categories: Sequence[str]) -> list[str]:
-    """The study's categories first (NAME_ERROR, ASSERTION_FAIL, TYPE_ERROR), then the rest alphabetically."""
-    from idfu_lab.outcomes import STUDY_CATEGORIES
-
-    present = list(dict.fromkeys(categories))
-    study = [str(c) for c in STUDY_CATEGORIES if str(c) in present]
-    return study + sorted(c for c in present if c not in study)
-
-
 def margins_by_category(margins: Any):
     """Per failure category of the rejected side: pairs, mean / median margin, share of positive margins.
 
@@ -1246,7 +1238,7 @@ def margins_by_category(margins: Any):
             "share_positive": g.apply(lambda s: float((s > 0).mean())),
         }
     )
-    table = table.loc[category_order(list(table.index))]
+    table = table.loc[category_order(table.index, only_present=True)]
     table.index.name = "rejected_outcome"
     return table
 

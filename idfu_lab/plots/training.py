@@ -66,11 +66,12 @@ def plot_margins_by_category(margins: pd.DataFrame, *, seed: int | None = None) 
     trained model prefers the chosen reply more than the base did; the further right, the harder DPO
     pushed that kind of failure down.
     """
-    from idfu_lab.train import UNKNOWN_OUTCOME, category_order
+    from idfu_lab.outcomes import category_order
+    from idfu_lab.train import UNKNOWN_OUTCOME
 
     df = margins.copy()
     df["rejected_outcome"] = df["rejected_outcome"].fillna(UNKNOWN_OUTCOME).astype(str)
-    order = category_order(list(df["rejected_outcome"]))
+    order = category_order(df["rejected_outcome"], only_present=True)
     fig = Figure(figsize=(7.5, 1.2 + 0.55 * max(len(order), 1)), layout="constrained")
     ax = fig.subplots()
     rng = np.random.default_rng(0)  # jitter only: fixed, so the figure is reproducible
