@@ -73,8 +73,8 @@ def main() -> int:
     if args.cold:
         env["IDFU_LAB_CACHE"] = str(work / "cache")
     else:
-        from idfu_lab import models
         from idfu_lab.config import load_config
+        from idfu_lab.generation import models
 
         models.tiny_path(load_config("tiny").model.tiny)
     run_dir = work / "tiny"

@@ -33,8 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from idfu_lab.execution import Job, job_for, run_jobs
 from idfu_lab.problems import load_humaneval
+from idfu_lab.sandbox import Job, job_for, run_jobs
 
 
 def canonical_samples(repeat: int) -> tuple[list[dict], list[Job]]:

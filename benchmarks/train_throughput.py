@@ -3,8 +3,8 @@
 The study reports about 3-4 h per seed (375 optimizer steps) on one 8 GB RTX 4060. This benchmark
 measures what one optimizer step of the same recipe costs on the machine at hand, without needing the
 model or the pairs: a **randomly initialised** model with Qwen2.5-Coder-3B's architecture (the config
-values in ``idfu_lab.train.QWEN25_CODER_3B``; nothing is downloaded) is saved once to the idfu-lab
-cache and then loaded through the very path training uses (``idfu_lab.models.load_model``: NF4 4-bit,
+values in ``idfu_lab.training.memory.QWEN25_CODER_3B``; nothing is downloaded) is saved once to the idfu-lab
+cache and then loaded through the very path training uses (``idfu_lab.generation.models.load_model``: NF4 4-bit,
 bf16 compute, prepared for k-bit training), wrapped with the recipe's LoRA, and trained by TRL's
 ``DPOTrainer`` with the recipe's ``DPOConfig`` on random token ids of the study's lengths (by default
 the worst case: a 512-token prompt and completions filling ``max_length`` 2048). Speed does not depend
@@ -12,7 +12,7 @@ on the weights' values or on the tokens, only on the shapes, so the numbers tran
 
 It compares ``precompute_ref_log_probs`` off (the reference = the adapter disabled, one extra forward
 per step) and on (one pass over the pairs before training, no reference forward during it), and
-reports the estimate of ``idfu_lab.train.estimate_training_memory`` next to the measured peak.
+reports the estimate of ``idfu_lab.training.memory.estimate_training_memory`` next to the measured peak.
 
     python benchmarks/train_throughput.py [--steps 8] [--prompt-tokens 512] [--completion-tokens 1536]
                                           [--out benchmarks/results/train_throughput.json]
@@ -60,8 +60,8 @@ def random_checkpoint(shape: Any, directory: Path, *, seed: int = 0) -> Path:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from idfu_lab import models
     from idfu_lab.config import ModelConfig
+    from idfu_lab.generation import models
 
     if (directory / "config.json").exists() and (directory / "tokenizer_config.json").exists():
         return directory
@@ -171,7 +171,8 @@ def measure(
     from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import SaveStrategy
 
-    from idfu_lab import models, train
+    from idfu_lab.generation import models
+    from idfu_lab.training import dpo as train
 
     cuda = torch.cuda.is_available()
     dpo = dataclasses.replace(
@@ -261,18 +262,20 @@ def main(argv: list[str] | None = None) -> int:
         print("skipped: no CUDA (this benchmark measures DPO training on a GPU; nothing was run)")
         return 0
 
-    from idfu_lab import models, train
     from idfu_lab.config import load_config
+    from idfu_lab.generation import models
+    from idfu_lab.training import dpo as train
+    from idfu_lab.training import memory
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.smoke:
         base = load_config("tiny")
-        shape = train.model_shape(base.model)
+        shape = memory.model_shape(base.model)
         shape = dataclasses.replace(shape, vocab_size=len(models.load_tokenizer(base.model)))
         label = "tiny-random"
     else:
         base = load_config("paper")
-        shape = train.QWEN25_CODER_3B
+        shape = memory.QWEN25_CODER_3B
         label = "qwen2.5-coder-3b-random"
     model_dir = args.model_dir or models.cache_dir() / f"bench-{label}"
     model_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -283,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     max_length = args.prompt_tokens + args.completion_tokens
     cfg = dataclasses.replace(base, model=model_cfg, dpo=dataclasses.replace(base.dpo, max_length=max_length))
     precision = train.training_precision(cfg.model)
-    estimate = train.check_cuda_memory(cfg, precision)
+    estimate = memory.check_cuda_memory(cfg, precision)
 
     runs = []
     for precompute in (False, True):
@@ -315,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         "prompt_tokens": args.prompt_tokens,
         "completion_tokens": args.completion_tokens,
         "precision": precision,
-        "memory_estimate": estimate.as_dict() if estimate else train.estimate_for_config(cfg).as_dict(),
+        "memory_estimate": estimate.as_dict() if estimate else memory.estimate_for_config(cfg).as_dict(),
         "runs": runs,
         "environment": {
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",

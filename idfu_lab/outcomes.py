@@ -145,3 +145,7 @@ def category_order(present: Iterable[str], *, only_present: bool = False) -> lis
 def outcome_order() -> list[Outcome]:
     """All outcomes in declaration order (PASS first, NO_CODE last): the row order of count tables."""
     return list(Outcome)
+
+
+#: Category for training pairs whose rejected side's outcome the pairs file does not say.
+UNKNOWN_OUTCOME = "UNKNOWN"

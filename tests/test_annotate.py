@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from helpers import result_row as _row
 
-from idfu_lab import annotate, delta
+from idfu_lab.analysis import annotate, delta
 from idfu_lab.errors import IdfuError
 from idfu_lab.problems import load_humaneval
 

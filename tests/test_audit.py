@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from idfu_lab import runs
-from idfu_lab.audit import (
+from idfu_lab.cli import main
+from idfu_lab.config import AuditConfig
+from idfu_lab.data.audit import (
     AUDIT_FILES,
     audit_pairs,
     audit_run,
@@ -19,9 +21,7 @@ from idfu_lab.audit import (
     near_duplicates,
     read_report,
 )
-from idfu_lab.cli import main
-from idfu_lab.config import AuditConfig
-from idfu_lab.pairs import TRAIN_FIELDS, load
+from idfu_lab.data.pairs import TRAIN_FIELDS, load
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "idfu_lab" / "data" / "fixture_pairs.jsonl"
@@ -264,7 +264,7 @@ def test_report_files_round_trip(report, tmp_path):
 
 def test_lengths_are_counted_in_the_configured_tokenizer(hand_made):
     from idfu_lab.config import ModelConfig
-    from idfu_lab.models import load_tokenizer
+    from idfu_lab.generation.models import load_tokenizer
 
     tok = load_tokenizer(ModelConfig())
     pairs = load(hand_made)

@@ -3,7 +3,7 @@
 The slow tests build the book from the tiny demo run (the ``demo_run`` fixture: the whole pipeline on
 two seeds; or the run named by ``$IDFU_LAB_TEST_RUN``) in a copy of the book's sources, with ``-W -n``,
 and read the HTML it produced; where Chromium is installed they also open every page in headless
-Chromium (``idfu_lab.bookcheck``).
+Chromium (``idfu_lab.report.bookcheck``).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import nbformat
 import pytest
 import yaml
 
-from idfu_lab import book
 from idfu_lab.config import describe, load_config
 from idfu_lab.pipeline import ONCE_AFTER, ONCE_BEFORE, PER_SEED
+from idfu_lab.report import book
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -221,7 +221,7 @@ def test_latest_run_is_the_most_recently_executed(tmp_path: Path) -> None:
 def test_pipeline_figure(tmp_path: Path) -> None:
     from matplotlib.image import imread
 
-    from idfu_lab.plots.method import PIPELINE, pipeline_figure, save_pipeline
+    from idfu_lab.report.plots.method import PIPELINE, pipeline_figure, save_pipeline
 
     fig = pipeline_figure([42, 123, 7])
     texts = {t.get_text() for t in fig.axes[0].texts}
@@ -298,7 +298,7 @@ def test_book_builds_without_warnings_and_shows_the_run(built: tuple[Path, book.
 
 @pytest.mark.slow
 def test_built_book_renders_in_chromium(built: tuple[Path, book.BuildResult, Path], tmp_path: Path) -> None:
-    from idfu_lab import bookcheck
+    from idfu_lab.report import bookcheck
 
     if bookcheck.find_chromium() is None:
         pytest.skip("Chromium is not installed (apt-get install chromium); the browser check is skipped")
@@ -346,8 +346,8 @@ def test_provenance_says_when_the_tree_was_dirty(tmp_path: Path) -> None:
 
 
 def test_walkthrough_names_the_annotation_columns_and_labels_of_the_code() -> None:
-    from idfu_lab.annotate import COLUMNS
-    from idfu_lab.delta import LABELS
+    from idfu_lab.analysis.annotate import COLUMNS
+    from idfu_lab.analysis.delta import LABELS
 
     page = (REPO / "book" / "walkthrough" / "delta_tracing.md").read_text()
     table = page[page.index("| column | what it holds |") :].split("\n\n")[0]

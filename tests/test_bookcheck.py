@@ -12,8 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from idfu_lab import bookcheck
 from idfu_lab.pipeline import PER_SEED
+from idfu_lab.report import bookcheck
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from idfu_lab.audit import audit_pairs
 from idfu_lab.cli import main
 from idfu_lab.config import load_config
-from idfu_lab.curate import (
+from idfu_lab.data.audit import audit_pairs
+from idfu_lab.data.curate import (
     CURATION_TEMPERATURE,
     check_references,
     curate,
@@ -22,8 +22,8 @@ from idfu_lab.curate import (
     select_problems,
     zero_pairs_reason,
 )
+from idfu_lab.data.pairs import load, load_problem_set, write_jsonl
 from idfu_lab.errors import IdfuError
-from idfu_lab.pairs import load, load_problem_set, write_jsonl
 from idfu_lab.problems import load_mbpp
 
 MBPP = Path(__file__).resolve().parents[2] / "shared" / "data" / "mbpp" / "mbpp.jsonl"

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from helpers import result_row as _row
 
-from idfu_lab import delta
+from idfu_lab.analysis import delta
 from idfu_lab.problems import load_humaneval
+from idfu_lab.report import delta_html
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CHAT = SHARED / "humaneval-generations" / "qwen2-llama3-chat"
@@ -299,8 +300,8 @@ def test_html_is_self_contained(problems, tmp_path):
         tmp_path / "tuned.jsonl",
         tmp_path / "out",
         problems,
-        {"GCD/1": "logic_changed"},
     )
+    delta_html.write_page(data, tmp_path / "out" / "delta.html", {"GCD/1": "logic_changed"})
     page = (tmp_path / "out" / "delta.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "http" not in page
     for p in data["problems"]:
@@ -338,16 +339,16 @@ def qwen2_results(tmp_path_factory, problems):
     """qwen2 and qwen2-72B chat replies, imported, extracted and evaluated by our executor."""
     if not CHAT.is_dir():
         pytest.skip("../shared/data is absent (real-data tests run where it is present)")
-    execution = pytest.importorskip("idfu_lab.execution")
-    from idfu_lab.importers import read_humaneval
-    from idfu_lab.postprocess import apply_rows
+    judge = pytest.importorskip("idfu_lab.analysis.judge")
+    from idfu_lab.generation.importers import read_humaneval
+    from idfu_lab.generation.postprocess import apply_rows
 
     out = tmp_path_factory.mktemp("qwen2")
     paths = {}
     for model in ("qwen2", "qwen2_72B"):
         rows = read_humaneval(CHAT / model / "generations_python.jsonl", model=model, field="generation")
         rows = apply_rows(rows, problems, postprocess="extract", imports="none")
-        results = execution.evaluate_rows(rows, problems, timeout=5.0)
+        results = judge.evaluate_rows(rows, problems, timeout=5.0)
         paths[model] = out / f"{model}.jsonl"
         paths[model].write_text("".join(json.dumps(r) + "\n" for r in results))
     return paths
@@ -355,6 +356,7 @@ def qwen2_results(tmp_path_factory, problems):
 
 def test_real_trace_between_two_models(qwen2_results, problems, tmp_path):
     data = delta.trace_files(qwen2_results["qwen2"], qwen2_results["qwen2_72B"], tmp_path, problems)
+    delta_html.write_page(data, tmp_path / "delta.html")
     base = {
         json.loads(line)["task_id"]: json.loads(line)
         for line in qwen2_results["qwen2"].read_text().splitlines()
@@ -397,7 +399,7 @@ def test_refuses_results_of_two_benchmarks(problems, tmp_path):
 
 
 def test_cli_shows_a_persons_labels(problems, tmp_path, capsys):
-    from idfu_lab import annotate
+    from idfu_lab.analysis import annotate
     from idfu_lab.cli import main
 
     base, tuned = _pair_rows()

@@ -166,7 +166,7 @@ def test_every_failure_still_exits_zero(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_a_policy_is_applied_and_recorded(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    pytest.importorskip("idfu_lab.postprocess")
+    pytest.importorskip("idfu_lab.generation.postprocess")
     reply = (
         "Here is the function:\n\n```python\ndef strlen(string: str) -> int:\n    return len(string)\n```\n"
     )

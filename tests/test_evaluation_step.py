@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 
 from idfu_lab import runs
-from idfu_lab.errors import IdfuError
-from idfu_lab.evaluation import (
+from idfu_lab.analysis.evaluation import (
     ALL_POLICIES,
     evaluate_seed,
     humaneval_plus_status,
@@ -19,6 +18,7 @@ from idfu_lab.evaluation import (
     outcome_phase_table,
     sensitivity_table,
 )
+from idfu_lab.errors import IdfuError
 from idfu_lab.problems import load_humaneval
 
 LIMIT = 16
@@ -29,7 +29,7 @@ def _make_adapter(run, seed_value: int) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from idfu_lab import models
+    from idfu_lab.generation import models
 
     torch.manual_seed(seed_value)
     base = models.load_model(run.config.model)
@@ -121,7 +121,7 @@ def test_sensitivity_counts_changes_and_transitions():
 
 
 def test_humaneval_plus_test_judges_like_evalplus(tmp_path):
-    from idfu_lab.execution import evaluate_rows
+    from idfu_lab.analysis.judge import evaluate_rows
 
     he = load_humaneval()
     recs = []
@@ -165,7 +165,7 @@ def test_example_program_reads_rows_from_a_dataframe() -> None:
     """DataFrame records carry NaN for a field a row lacks; the example must still show the program."""
     import pandas as pd
 
-    from idfu_lab.evaluation import example_program, pick_example
+    from idfu_lab.analysis.evaluation import example_program, pick_example
     from idfu_lab.problems import load_humaneval
 
     problem = load_humaneval()["HumanEval/0"]
@@ -195,8 +195,8 @@ def test_precision_baseline_says_when_it_applies_and_compares_paired(tmp_path) -
     import pandas as pd
 
     from idfu_lab import runs
-    from idfu_lab.evaluation import judge, precision_baseline
-    from idfu_lab.generate import generate
+    from idfu_lab.analysis.evaluation import judge, precision_baseline
+    from idfu_lab.generation.generate import generate
     from idfu_lab.problems import load_humaneval
 
     problems = list(load_humaneval().values())[:6]

@@ -14,22 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from idfu_lab import execution
+from idfu_lab.analysis.judge import evaluate_rows
 from idfu_lab.errors import IdfuError
-from idfu_lab.execution import (
-    Job,
-    Verdict,
-    counts_dict,
-    counts_table,
-    estimate_pass_at_k,
-    evaluate_rows,
-    job_for,
-    pass_at_k,
-    protections,
-    run_jobs,
-)
 from idfu_lab.outcomes import Outcome, Phase
 from idfu_lab.problems import Problem, dataset_hash, load_humaneval, load_mbpp, load_problems
+from idfu_lab.results import counts_dict, counts_table, estimate_pass_at_k, pass_at_k
+from idfu_lab.sandbox import Job, Verdict, job_for, protections, run_jobs
+from idfu_lab.sandbox import executor as execution
 
 DEF, TEST = Phase.DEFINITION, Phase.TEST
 

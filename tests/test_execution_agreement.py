@@ -39,9 +39,10 @@ from pathlib import Path
 
 import pytest
 
-from idfu_lab.execution import estimate_pass_at_k, evaluate_rows
+from idfu_lab.analysis.judge import evaluate_rows
 from idfu_lab.outcomes import Outcome, outcome_for_mro
 from idfu_lab.problems import load_humaneval
+from idfu_lab.results import estimate_pass_at_k
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval-generations" / "qwen3-0.6b-n10"
 CHAT = "chat/humaneval_completions_multi_chat_postprocessed_fenceaware.jsonl_results.jsonl"

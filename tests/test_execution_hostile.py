@@ -19,11 +19,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from idfu_lab import execution
-from idfu_lab._sandbox_worker import REPORT_FD
-from idfu_lab.execution import job_for, protections, run_jobs
 from idfu_lab.outcomes import Outcome, Phase
 from idfu_lab.problems import Problem, load_humaneval
+from idfu_lab.sandbox import executor as execution
+from idfu_lab.sandbox import job_for, protections, run_jobs
+from idfu_lab.sandbox.worker import REPORT_FD
 
 TIMEOUT = 1.0
 

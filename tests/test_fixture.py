@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from idfu_lab.audit import contamination_hits
-from idfu_lab.pairs import gate_pairs, load
+from idfu_lab.data.audit import contamination_hits
+from idfu_lab.data.pairs import gate_pairs, load
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "idfu_lab" / "data"

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from idfu_lab import models
 from idfu_lab.config import load_config
 from idfu_lab.errors import IdfuError
-from idfu_lab.generate import adapter_hash, generate, read_cache, resolve_backend, truncate_at_stop
+from idfu_lab.generation import models
+from idfu_lab.generation.generate import adapter_hash, generate, read_cache, resolve_backend, truncate_at_stop
 from idfu_lab.problems import load_humaneval
 
 pytestmark = pytest.mark.slow

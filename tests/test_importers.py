@@ -9,9 +9,9 @@ import pytest
 
 from idfu_lab.cli import main
 from idfu_lab.errors import IdfuError
-from idfu_lab.generate import read_generations
-from idfu_lab.importers import import_file, normalise_task_id
-from idfu_lab.postprocess import extract_code
+from idfu_lab.generation.generate import read_generations
+from idfu_lab.generation.importers import import_file, normalise_task_id
+from idfu_lab.generation.postprocess import extract_code
 from idfu_lab.problems import load_humaneval
 
 

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from idfu_lab import models
 from idfu_lab.config import ModelConfig, TinyModelConfig, load_config
 from idfu_lab.errors import IdfuError
+from idfu_lab.generation import models
 
 
 def test_tiny_model_reloads_with_identical_token_ids() -> None:

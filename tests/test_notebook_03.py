@@ -30,7 +30,8 @@ def test_notebook_03_runs_on_the_tiny_profile(tmp_path):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from idfu_lab import models, runs
+    from idfu_lab import runs
+    from idfu_lab.generation import models
 
     run_dir = tmp_path / "tiny"
     run = runs.open("tiny", seed=42, run_dir=run_dir)

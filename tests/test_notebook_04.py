@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import execute, glued
 
-from idfu_lab import taxonomy
+from idfu_lab.analysis import taxonomy
 from idfu_lab.config import repo_root
 
 NOTEBOOK = repo_root() / "notebooks" / "04_failure_taxonomy.ipynb"
@@ -22,7 +22,7 @@ def results_rows(variant: str) -> list[dict]:
     answer, two passes. ``tuned``: those fixed, one pass broken. ``tuned-b`` (a second seed): as
     ``tuned``, but the helper is still missing.
     """
-    from idfu_lab.execution import evaluate_rows
+    from idfu_lab.analysis.judge import evaluate_rows
     from idfu_lab.problems import load_humaneval
 
     problems = load_humaneval()

@@ -10,7 +10,7 @@ import pytest
 from helpers import execute, glued
 from test_notebook_04 import write_run
 
-from idfu_lab import annotate, delta
+from idfu_lab.analysis import annotate, delta
 from idfu_lab.config import repo_root
 
 NOTEBOOK = repo_root() / "notebooks" / "05_delta_tracing.ipynb"

@@ -11,7 +11,7 @@ from helpers import execute, glued, text
 from test_summary import build_run
 
 from idfu_lab import runs
-from idfu_lab.summary import summarise
+from idfu_lab.analysis.summary import summarise
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,9 @@ import math
 import pytest
 import yaml
 
-from idfu_lab import train
 from idfu_lab.config import load_config, repo_root
+from idfu_lab.training import dpo as train
+from idfu_lab.training import memory
 
 PAPER = repo_root() / "configs" / "paper.yaml"
 
@@ -92,5 +93,5 @@ def test_peft_and_trl_receive_the_recipe(tmp_path) -> None:
 
 
 def test_the_paper_recipe_fits_the_studys_8_gb_card() -> None:
-    est = train.estimate_for_config(load_config(PAPER))
-    assert est.total < 8 * train.GIB
+    est = memory.estimate_for_config(load_config(PAPER))
+    assert est.total < 8 * memory.GIB

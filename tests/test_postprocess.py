@@ -8,7 +8,7 @@ import json
 import pytest
 
 from idfu_lab.errors import IdfuError
-from idfu_lab.postprocess import (
+from idfu_lab.generation.postprocess import (
     IMPORTS,
     POSTPROCESS,
     apply_policy,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from idfu_lab.importers import import_file
+from idfu_lab.generation.importers import import_file
 from idfu_lab.problems import load_humaneval
 
 CHAT = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval-generations" / "qwen2-llama3-chat"
@@ -38,7 +38,7 @@ def replies() -> dict[str, list[dict]]:
 
 @pytest.mark.slow
 def test_extract_header_reproduces_the_published_pass1(replies):
-    from idfu_lab.evaluation import judge
+    from idfu_lab.analysis.evaluation import judge
 
     problems = load_humaneval()
     counts = {}

@@ -17,7 +17,7 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
-from idfu_lab import stats
+from idfu_lab.analysis import stats
 from idfu_lab.errors import IdfuError
 from idfu_lab.problems import load_humaneval
 

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from idfu_lab import runs, stats
+from idfu_lab import runs
+from idfu_lab.analysis import stats
+from idfu_lab.analysis.summary import SUMMARY_FILES, load_results, summarise
 from idfu_lab.errors import IdfuError
 from idfu_lab.problems import load_humaneval
-from idfu_lab.summary import SUMMARY_FILES, load_results, summarise
 
 #: Failure mix drawn for failing problems (roughly the study's: mostly wrong answers, then missing names).
 FAILURES = {

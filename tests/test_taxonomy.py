@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import result_row as _row
 
-from idfu_lab import taxonomy
+from idfu_lab.analysis import taxonomy
 from idfu_lab.errors import IdfuError
 from idfu_lab.outcomes import Outcome
 from idfu_lab.problems import load_humaneval

@@ -15,10 +15,13 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from idfu_lab import runs, train
+from idfu_lab import runs
 from idfu_lab.config import load_config, repo_root
 from idfu_lab.errors import IdfuError
 from idfu_lab.outcomes import outcome_for_exception
+from idfu_lab.report.plots.training import save_figures
+from idfu_lab.training import dpo as train
+from idfu_lab.training import launch, memory
 
 FIXTURE = repo_root() / "idfu_lab" / "data" / "fixture_pairs.jsonl"
 #: A short, fast schedule: 5 optimizer steps of 4 pairs, a checkpoint every 2.
@@ -84,6 +87,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> runs.Run:
     run = _open(tmp_path_factory.mktemp("runs") / "a")
     result = train.train_seed(run, progress=False)
     assert not result.skipped
+    save_figures(run)
     return run
 
 
@@ -112,7 +116,7 @@ def test_bad_pairs_files_name_the_line(tmp_path: Path) -> None:
 
 def test_prompt_length_filter_counts_as_trl_tokenises(tmp_path: Path) -> None:
     """Pairs over max_prompt_length are dropped and counted; the lengths are the ones TRL's trainer sees."""
-    from idfu_lab import models
+    from idfu_lab.generation import models
 
     cfg = load_config("tiny")
     tok = models.load_tokenizer(cfg.model)
@@ -240,7 +244,7 @@ def test_margins_are_the_implicit_reward_margin(trained: runs.Run) -> None:
     """margins.jsonl agrees with a plain forward pass of base and base+adapter, and carries the audit's labels."""
     from peft import PeftModel
 
-    from idfu_lab import models
+    from idfu_lab.generation import models
 
     cfg = trained.config
     margins = train.load_margins(trained)
@@ -287,7 +291,7 @@ def test_margins_are_the_implicit_reward_margin(trained: runs.Run) -> None:
 def test_adapter_reloads_and_merged_model_gives_same_logits(trained: runs.Run) -> None:
     from peft import PeftModel
 
-    from idfu_lab import models
+    from idfu_lab.generation import models
 
     cfg = trained.config
     adapter = train.TrainPaths.for_run(trained).adapter
@@ -395,14 +399,14 @@ def test_cpu_precision_and_trainer_arguments(tmp_path: Path) -> None:
     assert args.per_device_train_batch_size == 1 and args.gradient_accumulation_steps == 4
     assert args.num_train_epochs == 3 and args.gradient_checkpointing is True
     assert args.loss_type == ["sigmoid"] and args.save_steps == 25
-    assert train.check_cuda_memory(cfg, precision) is None  # no estimate to check on a CPU
+    assert memory.check_cuda_memory(cfg, precision) is None  # no estimate to check on a CPU
 
 
 # --------------------------------------------------------------------------- the memory estimate
 
 
 def test_shape_of_qwen25_coder_3b() -> None:
-    s = train.QWEN25_CODER_3B
+    s = memory.QWEN25_CODER_3B
     assert s.head_dim == 128 and s.kv_dim == 256
     assert s.num_parameters() == 3_085_938_688  # Qwen2.5-3B's published parameter count
     assert s.lora_parameters(16, load_config("paper").lora.target_modules) == 29_933_568  # PEFT's count, r=16
@@ -412,17 +416,17 @@ def test_shape_of_qwen25_coder_3b() -> None:
 
 def test_memory_estimate_matches_the_studys_card() -> None:
     """The study trained on an 8 GB RTX 4060: 4-bit + checkpointing fits it, nothing else does."""
-    s = train.QWEN25_CODER_3B
+    s = memory.QWEN25_CODER_3B
     paper = dict(max_length=2048, per_device_train_batch_size=1, lora_r=16)
-    q_ckpt = train.estimate_training_memory(s, load_in_4bit=True, gradient_checkpointing=True, **paper)
-    q_full = train.estimate_training_memory(s, load_in_4bit=True, gradient_checkpointing=False, **paper)
-    bf16_ckpt = train.estimate_training_memory(s, load_in_4bit=False, gradient_checkpointing=True, **paper)
-    assert 3 * train.GIB < q_ckpt.total < 8 * train.GIB
-    assert q_full.total > 8 * train.GIB and bf16_ckpt.total > 8 * train.GIB
-    assert 1.4 * train.GIB < q_ckpt.weights < 3.0 * train.GIB  # 2.77e9 x 0.5625 B + fp32 embeddings
+    q_ckpt = memory.estimate_training_memory(s, load_in_4bit=True, gradient_checkpointing=True, **paper)
+    q_full = memory.estimate_training_memory(s, load_in_4bit=True, gradient_checkpointing=False, **paper)
+    bf16_ckpt = memory.estimate_training_memory(s, load_in_4bit=False, gradient_checkpointing=True, **paper)
+    assert 3 * memory.GIB < q_ckpt.total < 8 * memory.GIB
+    assert q_full.total > 8 * memory.GIB and bf16_ckpt.total > 8 * memory.GIB
+    assert 1.4 * memory.GIB < q_ckpt.weights < 3.0 * memory.GIB  # 2.77e9 x 0.5625 B + fp32 embeddings
     assert bf16_ckpt.weights == s.num_parameters() * 2
     assert q_ckpt.lora == 29_933_568 * 2 and q_ckpt.optimizer == 2 * q_ckpt.lora
-    shorter = train.estimate_training_memory(
+    shorter = memory.estimate_training_memory(
         s, load_in_4bit=True, gradient_checkpointing=True, max_length=1024
     )
     assert shorter.activations < q_ckpt.activations and shorter.weights == q_ckpt.weights
@@ -431,23 +435,25 @@ def test_memory_estimate_matches_the_studys_card() -> None:
 
 def test_a_card_too_small_gets_a_clear_error() -> None:
     cfg = load_config("paper")
-    est = train.estimate_for_config(cfg)
-    card = {"total": 8 * train.GIB, "device_name": "NVIDIA GeForce RTX 4060", "load_in_4bit": True}
-    train.require_memory(cfg, est, free=int(7.6 * train.GIB), **card)  # the study's card: fits
+    est = memory.estimate_for_config(cfg)
+    card = {"total": 8 * memory.GIB, "device_name": "NVIDIA GeForce RTX 4060", "load_in_4bit": True}
+    memory.require_memory(cfg, est, free=int(7.6 * memory.GIB), **card)  # the study's card: fits
     with pytest.raises(
         IdfuError, match=r"not enough GPU memory .* RTX 4060 has 4\.0 GiB free .* dpo\.max_length"
     ):
-        train.require_memory(cfg, est, free=4 * train.GIB, **card)
+        memory.require_memory(cfg, est, free=4 * memory.GIB, **card)
     no_ckpt = load_config("paper", overrides={"dpo.gradient_checkpointing": False})
     with pytest.raises(IdfuError, match="dpo.gradient_checkpointing: true"):
-        train.require_memory(no_ckpt, train.estimate_for_config(no_ckpt), free=int(7.6 * train.GIB), **card)
+        memory.require_memory(
+            no_ckpt, memory.estimate_for_config(no_ckpt), free=int(7.6 * memory.GIB), **card
+        )
 
 
 def test_estimate_for_the_paper_recipe_needs_no_download() -> None:
     cfg = load_config("paper")
-    est = train.estimate_for_config(cfg)
-    assert est.total < 8 * train.GIB
-    rows = train.memory_table(cfg)
+    est = memory.estimate_for_config(cfg)
+    assert est.total < 8 * memory.GIB
+    rows = launch.memory_table(cfg)
     assert len(rows) == 4 and {(r["load_in_4bit"], r["gradient_checkpointing"]) for r in rows} == {
         (True, True),
         (True, False),

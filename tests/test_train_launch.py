@@ -1,4 +1,4 @@
-"""The Accelerate entry point: ``accelerate launch -m idfu_lab.train`` on one CPU process, tiny profile."""
+"""The Accelerate entry point: ``accelerate launch -m idfu_lab.training.launch`` on one CPU process, tiny profile."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_accelerate_launch_trains_one_seed_on_cpu(tmp_path: Path) -> None:
         "--num_cpu_threads_per_process",
         "2",
         "-m",
-        "idfu_lab.train",
+        "idfu_lab.training.dpo",
         "--config",
         "tiny",
         "--seed",

@@ -65,8 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from idfu_lab.audit import audit_config, audit_pairs
-    from idfu_lab.pairs import load, load_problem_set
+    from idfu_lab.data.audit import audit_config, audit_pairs
+    from idfu_lab.data.pairs import load, load_problem_set
 
     if args.config:
         from idfu_lab.config import load_config
@@ -103,8 +103,8 @@ def _audit(args: argparse.Namespace) -> int:
 
 def _curate(args: argparse.Namespace) -> int:
     from idfu_lab.config import load_config
-    from idfu_lab.curate import curate, select_problems
-    from idfu_lab.pairs import load_problem_set
+    from idfu_lab.data.curate import curate, select_problems
+    from idfu_lab.data.pairs import load_problem_set
 
     cfg = load_config(args.config)
     problems = select_problems(load_problem_set(args.problems), task_ids=args.task_ids, limit=args.limit)

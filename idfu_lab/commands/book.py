@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_book(args: argparse.Namespace) -> int:
-    from idfu_lab import book
+    from idfu_lab.report import book
 
     run_dir = Path(args.run) if args.run else book.latest_run()
     if args.prepare_only:
@@ -60,7 +60,7 @@ def run_book(args: argparse.Namespace) -> int:
 
 
 def run_book_check(args: argparse.Namespace) -> int:
-    from idfu_lab import book, bookcheck
+    from idfu_lab.report import book, bookcheck
 
     run_dir = Path(args.run) if args.run else book.latest_run()
     report = bookcheck.check_book(

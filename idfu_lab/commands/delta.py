@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def _delta(args: argparse.Namespace) -> int:
-    from idfu_lab.annotate import human_labels, read_annotations, validate
-    from idfu_lab.delta import split, trace_files, transition_table
+    from idfu_lab.analysis.annotate import human_labels, read_annotations, validate
+    from idfu_lab.analysis.delta import split, trace_files, transition_table
     from idfu_lab.problems import load_problems
+    from idfu_lab.report.delta_html import write_page
 
     problems = load_problems(args.problems)
     rows = read_annotations(args.annotations) if args.annotations else []
     human = human_labels(rows)
-    data = trace_files(args.base, args.tuned, out_dir=args.out, problems=problems, annotations=human)
+    data = trace_files(args.base, args.tuned, out_dir=args.out, problems=problems)
+    write_page(data, Path(args.out) / "delta.html", human)
     if args.json:
         print(json.dumps({k: v for k, v in data.items() if k != "problems"}, indent=1))
         return 0

@@ -1,4 +1,4 @@
-"""``idfu-lab evaluate`` and ``idfu-lab taxonomy``: thin wrappers over :mod:`idfu_lab.execution`.
+"""``idfu-lab evaluate`` and ``idfu-lab taxonomy``: thin wrappers over :mod:`idfu_lab.sandbox.executor`.
 
 ``evaluate`` judges a samples file and prints pass@k and the outcome × phase table; ``taxonomy``
 prints the same table for an existing results file. The notebooks call the Python API directly; these
@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-#: Choices mirrored from the contract of :mod:`idfu_lab.postprocess` (imported only when used).
+#: Choices mirrored from the contract of :mod:`idfu_lab.generation.postprocess` (imported only when used).
 POSTPROCESS_CHOICES = ("raw", "extract", "sanitize")
 IMPORTS_CHOICES = ("none", "prompt", "header")
 
@@ -47,7 +47,7 @@ def _positive_int(text: str) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``evaluate`` and ``taxonomy`` subcommands."""
-    from idfu_lab.execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
+    from idfu_lab.sandbox.executor import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
 
     evaluate = subparsers.add_parser(
         "evaluate",
@@ -115,7 +115,8 @@ def _format_pass_at_k(pass_at_k: dict[str, float]) -> str:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``idfu-lab evaluate``: judge, write, print pass@k and the counts table."""
-    from idfu_lab.execution import counts_table, evaluate_file, read_results
+    from idfu_lab.analysis.judge import evaluate_file
+    from idfu_lab.results import counts_table, read_results
 
     summary = evaluate_file(
         args.samples,
@@ -143,7 +144,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_taxonomy(args: argparse.Namespace) -> int:
     """``idfu-lab taxonomy``: the outcome × phase counts of a results file."""
-    from idfu_lab.execution import counts_dict, counts_table, estimate_pass_at_k, read_results
+    from idfu_lab.results import counts_dict, counts_table, estimate_pass_at_k, read_results
 
     frame = read_results(args.results)
     if args.json:

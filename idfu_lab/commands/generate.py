@@ -9,9 +9,9 @@ from idfu_lab.errors import IdfuError
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from idfu_lab.analysis.evaluation import load_benchmark
     from idfu_lab.config import load_config
-    from idfu_lab.evaluation import load_benchmark
-    from idfu_lab.generate import generate, write_jsonl
+    from idfu_lab.generation.generate import generate, write_jsonl
 
     cfg = load_config(args.config)
     problems = list(load_benchmark(cfg.evaluation.benchmark).values())
@@ -39,9 +39,9 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from idfu_lab.evaluation import load_benchmark
-    from idfu_lab.generate import write_jsonl
-    from idfu_lab.importers import check_task_ids, import_file
+    from idfu_lab.analysis.evaluation import load_benchmark
+    from idfu_lab.generation.generate import write_jsonl
+    from idfu_lab.generation.importers import check_task_ids, import_file
 
     rows = import_file(args.file, args.format, model=args.model, field=args.field)
     if args.benchmark:

@@ -1,4 +1,4 @@
-"""``idfu-lab train``: DPO + LoRA for one or more seeds (``idfu_lab.train.train_seed``, as notebook 02)."""
+"""``idfu-lab train``: DPO + LoRA for one or more seeds (``idfu_lab.training.dpo.train_seed``, as notebook 02)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,16 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Train one seed's LoRA adapter with TRL's DPOTrainer on the pairs the audit kept "
             "(audit/train_pairs.jsonl), and write the adapter, log history, per-pair margins and summary "
             "under <run-dir>/seed-<s>/train/. Seeds are independent: run one per job on a cluster. For "
-            "several GPUs: accelerate launch -m idfu_lab.train with the same arguments."
+            "several GPUs: accelerate launch -m idfu_lab.training.launch with the same arguments."
         ),
     )
-    from idfu_lab.train import build_parser
+    from idfu_lab.training.launch import build_parser
 
     build_parser(p)
     p.set_defaults(func=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from idfu_lab.train import run_from_args
+    from idfu_lab.training.launch import run_from_args
 
     return run_from_args(args, echo=print)

@@ -1,7 +1,7 @@
 """DPO training with TRL and LoRA: the study's recipe as configuration, one seed per call.
 
 One function, :func:`train_seed`, is what ``idfu-lab train``, notebook ``02_training`` and
-``accelerate launch -m idfu_lab.train`` all run. It reads the pairs notebook 01 kept
+``accelerate launch -m idfu_lab.training.launch`` all run. It reads the pairs notebook 01 kept
 (``audit/train_pairs.jsonl``), trains a LoRA adapter with TRL's ``DPOTrainer`` and writes, per seed,
 under ``seed-<s>/train/``::
 
@@ -10,7 +10,7 @@ under ``seed-<s>/train/``::
     margins.jsonl       what training did to each pair: its implicit reward margin after training,
                         joined with the rejected side's outcome from the audit
     summary.json        pairs kept and filtered, steps, wall time, peak memory, precision, final metrics
-    curves.png          the training curves
+    curves.png          the training curves (drawn by :mod:`idfu_lab.report.plots.training`)
     margins_by_category.png
 
 Why these choices
@@ -19,7 +19,7 @@ Why these choices
   LoRA r 16 / alpha 32 / dropout 0.05 on the seven projections, beta 0.1, lr 5e-5, batch 1 x
   accumulation 4, 3 epochs, gradient checkpointing, max_length 2048. The reference model is the base
   with the adapter disabled (TRL does this when given a ``peft_config``): no second copy in memory.
-* **Precision is chosen, not discovered**: :func:`idfu_lab.models.device_and_precision` decides from
+* **Precision is chosen, not discovered**: :func:`idfu_lab.generation.models.device_and_precision` decides from
   ``torch.cuda.is_available()`` and the config (bitsandbytes loads 4-bit weights on some CPUs without
   an error, so an exception is never the signal). Without CUDA the very same code path trains in
   fp32. The choice is written to the seed's manifest.
@@ -59,9 +59,9 @@ More than one GPU
 The module is also an Accelerate entry point, so data-parallel training of one seed is::
 
     accelerate launch --config_file configs/accelerate/multi_gpu_ddp.yaml \\
-        -m idfu_lab.train --config configs/paper.yaml --seed 42
+        -m idfu_lab.training.launch --config configs/paper.yaml --seed 42
     accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml \\
-        -m idfu_lab.train --config configs/paper.yaml --seed 42
+        -m idfu_lab.training.launch --config configs/paper.yaml --seed 42
 
 The effective batch is ``processes x per_device_train_batch_size x gradient_accumulation_steps``:
 to keep the study's effective batch of 4 on 2 GPUs, override ``dpo.gradient_accumulation_steps=2``
@@ -74,14 +74,10 @@ tests launch).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
-import os
 import shutil
-import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -91,7 +87,8 @@ from typing import Any
 from idfu_lab.config import Config, DPOSection, LoraSection, ModelConfig
 from idfu_lab.errors import IdfuError
 from idfu_lab.jsonl import iter_records
-from idfu_lab.outcomes import category_order
+from idfu_lab.outcomes import UNKNOWN_OUTCOME, category_order
+from idfu_lab.training.memory import PeakMemory, check_cuda_memory
 
 logger = logging.getLogger(__name__)
 
@@ -101,14 +98,10 @@ STEP = "train"
 PAIRS_REL = "audit/train_pairs.jsonl"
 #: Required fields of a training pair.
 PAIR_FIELDS = ("id", "prompt", "chosen", "rejected")
-#: Category for pairs whose rejected outcome the pairs file does not say.
-UNKNOWN_OUTCOME = "UNKNOWN"
 #: Checkpoints kept on disk while training (the last one is the resume point).
 SAVE_TOTAL_LIMIT = 2
 #: Marker written next to the checkpoints, so a checkpoint is resumed only by the recipe that made it.
 CHECKPOINT_MARKER = "idfu_checkpoint.json"
-
-GIB = 1024**3
 
 
 # --------------------------------------------------------------------------- paths and results
@@ -196,7 +189,7 @@ def to_trl_example(pair: dict[str, Any], *, chat: bool) -> dict[str, Any]:
     """A pair in TRL's format: conversational for chat models, plain strings otherwise.
 
     Conversational: the prompt is one user turn and each reply one assistant turn, so TRL renders
-    them through the tokenizer's chat template exactly as generation does (``idfu_lab.prompts``).
+    them through the tokenizer's chat template exactly as generation does (``idfu_lab.generation.prompts``).
     """
     if chat:
         return {
@@ -333,12 +326,12 @@ def filter_pairs(
 def training_precision(model_cfg: ModelConfig) -> dict[str, Any]:
     """Device, quantisation and mixed precision for training, from the config and the machine.
 
-    Extends :func:`idfu_lab.models.device_and_precision` with the trainer's flags: bf16/fp16 mixed
+    Extends :func:`idfu_lab.generation.models.device_and_precision` with the trainer's flags: bf16/fp16 mixed
     precision only on CUDA; on a CPU ``use_cpu`` and fp32 (TRL's DPOConfig defaults to bf16=True,
     which a CPU run must switch off). A GPU without bf16 (older than Ampere) gets a clear error rather
     than a silent switch to fp16: that would be another recipe.
     """
-    from idfu_lab.models import device_and_precision
+    from idfu_lab.generation.models import device_and_precision
 
     choice = dict(device_and_precision(model_cfg))
     cuda = choice["device"] == "cuda"
@@ -429,333 +422,6 @@ def dpo_config(
     return DPOConfig(**kwargs)
 
 
-# --------------------------------------------------------------------------- memory estimate
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """The few numbers of a Qwen2-style decoder that decide its training memory."""
-
-    hidden_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    intermediate_size: int
-    vocab_size: int
-    tie_word_embeddings: bool = True
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    @property
-    def kv_dim(self) -> int:
-        return self.head_dim * self.num_key_value_heads
-
-    def projections(self) -> dict[str, tuple[int, int]]:
-        """``(in_features, out_features)`` of each linear layer in one decoder layer."""
-        h, kv, m = self.hidden_size, self.kv_dim, self.intermediate_size
-        return {
-            "q_proj": (h, h),
-            "k_proj": (h, kv),
-            "v_proj": (h, kv),
-            "o_proj": (h, h),
-            "gate_proj": (h, m),
-            "up_proj": (h, m),
-            "down_proj": (m, h),
-        }
-
-    def linear_parameters(self) -> int:
-        """Weights of all decoder-layer projections (what 4-bit quantisation compresses)."""
-        return self.num_hidden_layers * sum(i * o for i, o in self.projections().values())
-
-    def other_parameters(self) -> int:
-        """Embeddings, LM head (when untied), q/k/v biases and RMSNorm weights: kept unquantised."""
-        h, L = self.hidden_size, self.num_hidden_layers
-        embed = self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
-        biases = L * (h + 2 * self.kv_dim)
-        norms = L * 2 * h + h
-        return embed + biases + norms
-
-    def num_parameters(self) -> int:
-        return self.linear_parameters() + self.other_parameters()
-
-    def lora_parameters(self, r: int, target_modules: Sequence[str]) -> int:
-        proj = self.projections()
-        unknown = sorted(set(target_modules) - set(proj))
-        if unknown:
-            raise IdfuError(f"lora.target_modules: '{unknown[0]}' is not a projection of this model")
-        return self.num_hidden_layers * sum(r * (proj[t][0] + proj[t][1]) for t in target_modules)
-
-    @classmethod
-    def from_hf_config(cls, cfg: Any) -> ModelShape:
-        return cls(
-            hidden_size=cfg.hidden_size,
-            num_hidden_layers=cfg.num_hidden_layers,
-            num_attention_heads=cfg.num_attention_heads,
-            num_key_value_heads=getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads,
-            intermediate_size=cfg.intermediate_size,
-            vocab_size=cfg.vocab_size,
-            tie_word_embeddings=bool(getattr(cfg, "tie_word_embeddings", False)),
-        )
-
-
-#: Qwen2.5-Coder-3B(-Instruct): the values of its config.json, written out so nothing is downloaded.
-QWEN25_CODER_3B = ModelShape(
-    hidden_size=2048,
-    num_hidden_layers=36,
-    num_attention_heads=16,
-    num_key_value_heads=2,
-    intermediate_size=11008,
-    vocab_size=151936,
-    tie_word_embeddings=True,
-)
-
-#: Hub ids whose shape is known without fetching their config.
-KNOWN_SHAPES = {
-    "Qwen/Qwen2.5-Coder-3B-Instruct": QWEN25_CODER_3B,
-    "Qwen/Qwen2.5-Coder-3B": QWEN25_CODER_3B,
-}
-
-#: CUDA context, cuBLAS workspaces and the allocator's slack, added to every estimate.
-CUDA_OVERHEAD_BYTES = 768 * 1024**2
-#: Fragmentation margin on the tensors' sum.
-FRAGMENTATION = 1.10
-
-_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    """Bytes each part of a LoRA DPO step needs on the GPU (an estimate, on the safe side)."""
-
-    weights: int
-    lora: int
-    gradients: int
-    optimizer: int
-    activations: int
-    overhead: int
-
-    @property
-    def total(self) -> int:
-        tensors = self.weights + self.lora + self.gradients + self.optimizer + self.activations
-        return int(tensors * FRAGMENTATION) + self.overhead
-
-    def as_dict(self) -> dict[str, int]:
-        return {**dataclasses.asdict(self), "total": self.total}
-
-    def describe(self) -> str:
-        parts = ", ".join(f"{k} {v / GIB:.2f}" for k, v in dataclasses.asdict(self).items())
-        return f"{self.total / GIB:.2f} GiB ({parts} GiB; x{FRAGMENTATION} for fragmentation)"
-
-
-def estimate_training_memory(
-    shape: ModelShape,
-    *,
-    load_in_4bit: bool,
-    torch_dtype: str = "bfloat16",
-    compute_dtype: str = "bfloat16",
-    double_quant: bool = False,
-    lora_r: int = 16,
-    target_modules: Sequence[str] = (
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-    ),
-    lora_dropout: float = 0.05,
-    max_length: int = 2048,
-    per_device_train_batch_size: int = 1,
-    gradient_checkpointing: bool = True,
-    overhead: int = CUDA_OVERHEAD_BYTES,
-) -> MemoryEstimate:
-    """GPU memory for one DPO training step with LoRA (a pure function: numbers in, bytes out).
-
-    * Weights: 4-bit projections take half a byte per parameter plus an fp32 scale per 64-value block
-      (``double_quant`` stores the scales in 8 bit); the rest (embeddings, norms, biases) is upcast to
-      fp32 by PEFT's ``prepare_model_for_kbit_training``. Unquantised: ``torch_dtype`` throughout.
-    * LoRA: ``r * (in + out)`` per targeted projection; TRL keeps adapters in bf16 on a 4-bit base,
-      PEFT in fp32 otherwise. Gradients: one copy. AdamW: two states per parameter, same dtype.
-    * Activations: DPO runs chosen and rejected in one forward, ``2 * batch * max_length`` tokens. Per
-      token and layer the backward keeps roughly ``10h + 2kv + 4m`` values (norm inputs and outputs,
-      q/k/v, attention output, SwiGLU's four ``m``-wide tensors; memory-efficient attention keeps no
-      score matrix) plus, with LoRA dropout, a dropped copy and a byte mask of each adapter's input.
-      With gradient checkpointing only each layer's input is kept, plus one layer being recomputed.
-      The LM head computes log-probabilities in tiles (TRL's fused head): no ``tokens x vocab`` logits.
-    """
-    compute_bytes = _DTYPE_BYTES[compute_dtype]
-    if load_in_4bit:
-        scale_bytes = (1 / 64 + 4 / (64 * 256)) if double_quant else 4 / 64
-        weights = shape.linear_parameters() * (0.5 + scale_bytes) + shape.other_parameters() * 4
-        adapter_bytes = 2
-    else:
-        weights = shape.num_parameters() * _DTYPE_BYTES[torch_dtype]
-        adapter_bytes = 4
-    n_lora = shape.lora_parameters(lora_r, target_modules)
-    lora = n_lora * adapter_bytes
-    gradients = n_lora * adapter_bytes
-    optimizer = 2 * n_lora * adapter_bytes
-
-    h, kv, m = shape.hidden_size, shape.kv_dim, shape.intermediate_size
-    tokens = 2 * per_device_train_batch_size * max_length
-    per_token_layer = (10 * h + 2 * kv + 4 * m) * compute_bytes
-    proj = shape.projections()
-    lora_inputs = sum(proj[t][0] for t in target_modules)
-    if lora_dropout > 0:
-        per_token_layer += lora_inputs * (compute_bytes + 1)
-    per_token_layer += len(target_modules) * lora_r * compute_bytes
-    one_layer = tokens * per_token_layer
-    if gradient_checkpointing:
-        activations = shape.num_hidden_layers * tokens * h * compute_bytes + one_layer
-    else:
-        activations = shape.num_hidden_layers * one_layer
-    # final norm, hidden states handed to the LM head, and the head's tiles
-    activations += 3 * tokens * h * compute_bytes + 4096 * 4096 * compute_bytes
-    # a dequantised projection while it is used
-    if load_in_4bit:
-        activations += max(i * o for i, o in proj.values()) * compute_bytes
-    return MemoryEstimate(
-        weights=int(weights),
-        lora=int(lora),
-        gradients=int(gradients),
-        optimizer=int(optimizer),
-        activations=int(activations),
-        overhead=int(overhead),
-    )
-
-
-def model_shape(model_cfg: ModelConfig) -> ModelShape:
-    """The model's shape: the tiny config, a known Hub id, or the model's ``config.json``."""
-    if model_cfg.name_or_path == "tiny":
-        t = model_cfg.tiny
-        return ModelShape(
-            t.hidden_size,
-            t.num_hidden_layers,
-            t.num_attention_heads,
-            t.num_key_value_heads,
-            t.intermediate_size,
-            t.vocab_size,
-            True,
-        )
-    if model_cfg.name_or_path in KNOWN_SHAPES:
-        return KNOWN_SHAPES[model_cfg.name_or_path]
-    from transformers import AutoConfig
-
-    try:
-        hf = AutoConfig.from_pretrained(model_cfg.name_or_path, trust_remote_code=model_cfg.trust_remote_code)
-    except OSError as e:
-        raise IdfuError(
-            f"cannot read the config of model '{model_cfg.name_or_path}' to estimate memory: {e}"
-        ) from e
-    return ModelShape.from_hf_config(hf.get_text_config())
-
-
-def estimate_for_config(cfg: Config, *, load_in_4bit: bool | None = None) -> MemoryEstimate:
-    """:func:`estimate_training_memory` for a recipe (4-bit as the config says unless overridden)."""
-    m, d = cfg.model, cfg.dpo
-    q = m.load_in_4bit if load_in_4bit is None else load_in_4bit
-    dtype = "bfloat16" if m.torch_dtype == "auto" else m.torch_dtype
-    return estimate_training_memory(
-        model_shape(m),
-        load_in_4bit=q,
-        torch_dtype=dtype,
-        compute_dtype=m.bnb_4bit_compute_dtype if q else dtype,
-        double_quant=m.bnb_4bit_use_double_quant,
-        lora_r=cfg.lora.r,
-        target_modules=cfg.lora.target_modules,
-        lora_dropout=cfg.lora.lora_dropout,
-        max_length=d.max_length,
-        per_device_train_batch_size=d.per_device_train_batch_size,
-        gradient_checkpointing=d.gradient_checkpointing,
-    )
-
-
-def require_memory(
-    cfg: Config, estimate: MemoryEstimate, *, free: int, total: int, device_name: str, load_in_4bit: bool
-) -> None:
-    """Raise :class:`IdfuError` when ``estimate`` exceeds ``free`` bytes, saying what to change (pure)."""
-    if estimate.total <= free:
-        return
-    hints = []
-    if not cfg.dpo.gradient_checkpointing:
-        hints.append("dpo.gradient_checkpointing: true")
-    if not load_in_4bit:
-        hints.append("model.load_in_4bit: true")
-    hints.append(f"a lower dpo.max_length (now {cfg.dpo.max_length})")
-    raise IdfuError(
-        f"not enough GPU memory to train {cfg.model.name_or_path}: needs about {estimate.total / GIB:.1f} GiB "
-        f"({estimate.describe()}) but {device_name} has {free / GIB:.1f} GiB free of {total / GIB:.1f} GiB. "
-        f"Try {', or '.join(hints)} in {cfg.source or 'the config'}."
-    )
-
-
-def check_cuda_memory(cfg: Config, precision: dict[str, Any]) -> MemoryEstimate | None:
-    """On CUDA, before loading: raise :class:`IdfuError` when the card cannot hold the estimate."""
-    if precision["device"] != "cuda":
-        return None
-    import torch
-
-    est = estimate_for_config(cfg, load_in_4bit=precision["load_in_4bit"])
-    device = torch.cuda.current_device()
-    free, total = torch.cuda.mem_get_info(device)
-    name = torch.cuda.get_device_name(device)
-    logger.info(
-        "GPU memory: estimate %s; %s has %.2f GiB free of %.2f GiB",
-        est.describe(),
-        name,
-        free / GIB,
-        total / GIB,
-    )
-    require_memory(cfg, est, free=free, total=total, device_name=name, load_in_4bit=precision["load_in_4bit"])
-    return est
-
-
-# --------------------------------------------------------------------------- peak memory
-
-
-class PeakMemory:
-    """Peak host RSS (sampled with psutil) and peak CUDA allocation over a block."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
-        self.peak_rss = 0
-        self.peak_cuda: int | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def _sample(self) -> None:
-        import psutil
-
-        proc = psutil.Process()
-        while True:
-            self.peak_rss = max(self.peak_rss, proc.memory_info().rss)
-            if self._stop.wait(self.interval):
-                return
-
-    def __enter__(self) -> PeakMemory:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        import psutil
-        import torch
-
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.peak_rss = max(self.peak_rss, psutil.Process().memory_info().rss)
-        if torch.cuda.is_available():
-            self.peak_cuda = int(torch.cuda.max_memory_allocated())
-
-
 # --------------------------------------------------------------------------- trainer
 
 
@@ -776,7 +442,7 @@ def build_trainer(
     from datasets import Dataset
     from trl import DPOTrainer
 
-    from idfu_lab import models
+    from idfu_lab.generation import models
     from idfu_lab.runs import seed_everything
 
     if tokenizer is None:
@@ -989,7 +655,7 @@ def train_seed(
     _quiet_bitsandbytes()
     from transformers import set_seed
 
-    from idfu_lab import models
+    from idfu_lab.generation import models
     from idfu_lab.runs import file_sha256
 
     if run.seed is None:
@@ -1106,7 +772,6 @@ def train_seed(
             "share_margin_positive": sum(m["margin"] > 0 for m in margins) / n_m,
         }
         paths.summary.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        _save_figures(paths, history, margins, run.seed)
         shutil.rmtree(paths.checkpoints, ignore_errors=True)
         run.update_manifest(
             training={
@@ -1170,20 +835,6 @@ def _resume_point_readonly(paths: TrainPaths) -> str | None:
     return get_last_checkpoint(str(paths.checkpoints))
 
 
-def _save_figures(
-    paths: TrainPaths, history: list[dict[str, Any]], margins: list[dict[str, Any]], seed: int
-) -> None:
-    import pandas as pd
-
-    from idfu_lab.plots.training import plot_margins_by_category, plot_training_curves
-
-    for fig, path in (
-        (plot_training_curves(pd.DataFrame(history), seed=seed), paths.curves),
-        (plot_margins_by_category(pd.DataFrame(margins), seed=seed), paths.margins_figure),
-    ):
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-
-
 # --------------------------------------------------------------------------- reading the artefacts
 
 
@@ -1244,124 +895,3 @@ def margins_by_category(margins: Any):
 
 
 # --------------------------------------------------------------------------- entry point
-
-
-def _parse_override(text: str) -> tuple[str, Any]:
-    import yaml
-
-    if "=" not in text:
-        raise IdfuError(f"--set expects KEY=VALUE (e.g. dpo.max_steps=3), got '{text}'")
-    key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
-
-
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """Arguments shared by ``python -m idfu_lab.train`` and ``idfu-lab train``."""
-    p = parser or argparse.ArgumentParser(
-        prog="python -m idfu_lab.train",
-        description="Train one seed's LoRA adapter with DPO (also an `accelerate launch -m` entry point).",
-    )
-    p.add_argument(
-        "--config", default="configs/tiny.yaml", help="a YAML recipe or a profile name (tiny, paper)"
-    )
-    p.add_argument(
-        "--seed", type=int, nargs="+", help="training seed(s), one after another (default: the config's)"
-    )
-    p.add_argument("--run-dir", help="run directory (default: runs/<config stem>)")
-    p.add_argument(
-        "--force", action="store_true", help="retrain even when the seed is done; drop its checkpoints"
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe key, e.g. --set dpo.max_steps=3 (YAML value; repeatable)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument(
-        "--estimate-memory",
-        action="store_true",
-        help="print the GPU memory the recipe needs (4-bit and not, with and without checkpointing) and exit",
-    )
-    return p
-
-
-def _open_run(config: str, seed: int, run_dir: str | None, overrides: dict[str, Any]) -> Any:
-    """The seed's run: the main process writes provenance, the others only read (no racing writes)."""
-    from accelerate import PartialState
-
-    from idfu_lab import runs
-    from idfu_lab.config import load_config
-
-    state = PartialState()
-    if state.is_main_process:
-        run = runs.open(config, seed=seed, run_dir=run_dir, overrides=overrides)
-    state.wait_for_everyone()
-    if not state.is_main_process:
-        cfg = load_config(config, overrides=overrides)
-        run = runs.Run(config=cfg, dir=Path(run_dir) if run_dir else runs.default_run_dir(cfg), seed=seed)
-        runs.seed_everything(seed)
-    return run
-
-
-def memory_table(cfg: Config) -> list[dict[str, Any]]:
-    """The estimate for the recipe's model under the four combinations of 4-bit and checkpointing."""
-    rows = []
-    for q in (True, False):
-        for ckpt in (True, False):
-            c = dataclasses.replace(cfg, dpo=dataclasses.replace(cfg.dpo, gradient_checkpointing=ckpt))
-            est = estimate_for_config(c, load_in_4bit=q)
-            rows.append({"load_in_4bit": q, "gradient_checkpointing": ckpt, **est.as_dict()})
-    return rows
-
-
-def run_from_args(args: argparse.Namespace, echo: Any = None) -> int:
-    """Run the parsed arguments; ``echo`` prints a line (the CLI passes ``print``; the module logs)."""
-    from idfu_lab.config import load_config
-
-    say = echo or logger.info
-    overrides = dict(_parse_override(o) for o in args.overrides)
-    if args.estimate_memory:
-        cfg = load_config(args.config, overrides=overrides)
-        say(f"GPU memory for one DPO step of {cfg.model.name_or_path} at max_length {cfg.dpo.max_length}:")
-        for r in memory_table(cfg):
-            say(
-                f"  4-bit {'yes' if r['load_in_4bit'] else 'no ':3s}  checkpointing {'yes' if r['gradient_checkpointing'] else 'no ':3s}"
-                f"  {r['total'] / GIB:6.2f} GiB  (weights {r['weights'] / GIB:.2f}, activations {r['activations'] / GIB:.2f})"
-            )
-        return 0
-    seeds = args.seed or load_config(args.config, overrides=overrides).seeds
-    for seed in seeds:
-        run = _open_run(args.config, seed, args.run_dir, overrides)
-        result = train_seed(run, force=args.force, progress=not args.no_progress)
-        s = result.summary
-        if result.skipped:
-            say(f"seed {seed}: already trained (skipped; --force retrains): {result.paths.dir}")
-        else:
-            say(
-                f"seed {seed}: {s['global_steps']} steps on {s['n_train']} pairs "
-                f"({s['n_filtered_prompt_too_long']} filtered) in {s['wall_time_s']:.1f} s; final loss "
-                f"{s['final_loss']:.4f}, mean margin {s['mean_margin']:.4f}; adapter: {result.adapter_dir}"
-            )
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m idfu_lab.train`` / ``accelerate launch -m idfu_lab.train``."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        return run_from_args(args)
-    except IdfuError as e:
-        logger.error("%s", e)
-        return 2
-
-
-if __name__ == "__main__":
-    # `python -m` runs this file as __main__; delegate to the imported module so there is one copy of it
-    from idfu_lab.train import main as _main
-
-    sys.exit(_main())

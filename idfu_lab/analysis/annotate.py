@@ -1,6 +1,6 @@
 """Manual delta labels, kept as data: the study's post-training audit checklist as a workflow.
 
-The automatic labels of :mod:`idfu_lab.delta` are proposals. A person reads each changed problem
+The automatic labels of :mod:`idfu_lab.analysis.delta` are proposals. A person reads each changed problem
 (the side-by-side diff, the proposed labels with their evidence) and records the one cause they
 judge decisive, with a note. The judgements live in a CSV file in the repository, next to the code
 and not under ``runs/`` (a run directory can be deleted and recomputed; a person's reading cannot)::
@@ -31,9 +31,10 @@ from typing import Any
 
 import pandas as pd
 
+from idfu_lab.analysis.delta import CHANGED, LABELS, is_logic, load_delta
 from idfu_lab.config import repo_root
-from idfu_lab.delta import CHANGED, LABELS, diff_table, is_logic, load_delta
 from idfu_lab.errors import IdfuError
+from idfu_lab.report.delta_html import diff_table
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +249,7 @@ def merge(delta: Mapping[str, Any], rows: Sequence[Mapping[str, str]] = ()) -> p
 
 def changed_table(delta: Mapping[str, Any], rows: Sequence[Mapping[str, str]] = ()) -> pd.DataFrame:
     """What the book shows per changed problem: both verdicts and the label (a person's, else automatic)."""
-    from idfu_lab.delta import changed_frame
+    from idfu_lab.analysis.delta import changed_frame
 
     frame = changed_frame(delta)[["task_id", "transition", "base", "tuned"]]
     labels = merge(delta, rows)[["task_id", "label", "source", "note"]]

@@ -1,7 +1,7 @@
 """Figures of the pair audit (notebook 01): what the rejected side fails with, how long the pairs are,
 and how far each rejected side is from its chosen side.
 
-Each function takes the annotated pairs as a table (:meth:`idfu_lab.audit.AuditReport.frame`) and
+Each function takes the annotated pairs as a table (:meth:`idfu_lab.data.audit.AuditReport.frame`) and
 returns a matplotlib Figure (built without pyplot) with a title and labelled axes.
 """
 

@@ -14,7 +14,7 @@ outputs, three common formats are read:
 
 Each row records which field its text came from: a complete program is kept as ``solution`` (run as
 it is), a continuation as ``completion`` (appended to the prompt), so the post-processing policies
-(:mod:`idfu_lab.postprocess`) treat it correctly. ``sample_index`` counts a task's samples in file order.
+(:mod:`idfu_lab.generation.postprocess`) treat it correctly. ``sample_index`` counts a task's samples in file order.
 A malformed input is an :class:`~idfu_lab.errors.IdfuError` naming the file and the line (or item).
 """
 

@@ -7,10 +7,10 @@ curation is:
 1. **Check the problems.** A problem whose reference solution fails its own tests cannot judge
    anything: it is reported and not used.
 2. **Sample** K replies per problem from the configured model, through the evaluation's generation
-   path (:func:`idfu_lab.generate.generate`, the same prompt template and chat rendering). Greedy
+   path (:func:`idfu_lab.generation.generate.generate`, the same prompt template and chat rendering). Greedy
    decoding would give K copies of one reply, so curation always samples (temperature and top-p
    from the config when it samples, else :data:`CURATION_TEMPERATURE`).
-3. **Gate** every sample exactly as the audit gates a pair (:func:`idfu_lab.pairs.job_for_code` on the
+3. **Gate** every sample exactly as the audit gates a pair (:func:`idfu_lab.data.pairs.job_for_code` on the
    reply's first fenced code block), so a curated pair re-audits to the same verdicts.
 4. **Pair** passing with failing samples of the same problem: each failing sample is used at most
    once, at most M pairs per problem, chosen sides taken in turn. With ``balance`` the failing
@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from idfu_lab.audit import code_tokens, contamination_hits, jaccard, near_duplicates
+from idfu_lab.data.audit import code_tokens, contamination_hits, jaccard, near_duplicates
+from idfu_lab.data.pairs import job_for_code, write_jsonl
 from idfu_lab.errors import IdfuError
-from idfu_lab.pairs import job_for_code, write_jsonl
 
 if TYPE_CHECKING:  # pragma: no cover
     from idfu_lab.config import Config
@@ -115,7 +115,7 @@ def check_references(
 ) -> list[dict[str, Any]]:
     """Problems whose reference solution fails its own tests, with the verdict (problems without a
     reference are not checked)."""
-    from idfu_lab.execution import run_jobs
+    from idfu_lab.sandbox.executor import run_jobs
 
     checked = [p for p in problems.values() if p.reference]
     verdicts = run_jobs(
@@ -151,8 +151,8 @@ def gate_replies(
 ) -> list[Candidate]:
     """Gate generation rows (``task_id``, ``sample_index``, ``completion`` = the raw reply) as the audit
     gates a pair's side."""
-    from idfu_lab.execution import run_jobs
-    from idfu_lab.postprocess import extract_code
+    from idfu_lab.generation.postprocess import extract_code
+    from idfu_lab.sandbox.executor import run_jobs
 
     codes = [extract_code(r["completion"]) for r in rows]
     jobs = [job_for_code(problems[str(r["task_id"])], code) for r, code in zip(rows, codes, strict=True)]
@@ -315,7 +315,7 @@ def pair_candidates(
 
 
 def _code(reply: str) -> str:
-    from idfu_lab.postprocess import extract_code
+    from idfu_lab.generation.postprocess import extract_code
 
     return extract_code(reply)
 
@@ -382,8 +382,8 @@ def curate(
     tokenizer: Any = None,
 ) -> CurationResult:
     """Sample, gate and pair (see the module docstring). ``model``/``tokenizer`` reuse a loaded model."""
-    from idfu_lab.generate import generate
-    from idfu_lab.prompts import user_message
+    from idfu_lab.generation.generate import generate
+    from idfu_lab.generation.prompts import user_message
 
     if samples < 2:
         raise IdfuError(f"--samples must be at least 2 (a pair needs a pass and a fail), got {samples}")

@@ -1,6 +1,6 @@
 """Figures of the per-seed evaluation (notebook 03): base vs tuned, outcomes, and the harness's own effect.
 
-Each function takes data from :mod:`idfu_lab.evaluation` (the summary's paired comparison, results
+Each function takes data from :mod:`idfu_lab.analysis.evaluation` (the summary's paired comparison, results
 frames, the sensitivity table) and returns a matplotlib ``Figure`` built without pyplot, so a notebook
 shows it exactly once (when it is displayed or glued).
 """
@@ -59,7 +59,7 @@ def pass1_comparison(comparison: Mapping[str, Any], *, seed: int | None = None) 
 
 def outcome_counts(results: Mapping[str, pd.DataFrame]) -> Figure:
     """Samples per outcome, base vs tuned, in the study's category order (PASS left out)."""
-    from idfu_lab.stats import category_order
+    from idfu_lab.analysis.stats import category_order
 
     counts = {m: df["outcome"].astype(str).value_counts() for m, df in results.items()}
     present = set().union(*(c.index for c in counts.values()))

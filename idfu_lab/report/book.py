@@ -857,7 +857,7 @@ def prepare(run_dir: str | Path, root: str | Path | None = None) -> Prepared:
     ``root`` is the book's root (the folder with ``_config.yml``), the repository by default.
     ``book/results/`` and ``book/_generated/`` are emptied first, so no page of an earlier run survives.
     """
-    from idfu_lab.plots.method import save_pipeline
+    from idfu_lab.report.plots.method import save_pipeline
 
     root = Path(root) if root else repo_root()
     if not (root / "_config.yml").exists():

@@ -153,7 +153,7 @@ def _warm_up(model, tokenizer, tiny: TinyModelConfig) -> list[float]:
     """A few hundred steps of supervised next-token training on :func:`warmup_corpus` (CPU, seconds)."""
     import torch
 
-    from idfu_lab.prompts import render
+    from idfu_lab.generation.prompts import render
 
     torch.manual_seed(tiny.init_seed)
     corpus = warmup_corpus(tiny.init_seed)

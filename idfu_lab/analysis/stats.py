@@ -61,7 +61,7 @@ def _pass_at_k_one(n: int, c: int, k: int) -> float:
         raise IdfuError(f"pass@{k} needs at least {k} samples per problem, got {n}")
     if not 0 <= c <= n:
         raise IdfuError(f"number of correct samples must be between 0 and n={n}, got {c}")
-    from idfu_lab.execution import pass_at_k as _formula  # the one implementation of the estimator
+    from idfu_lab.results import pass_at_k as _formula  # the one implementation of the estimator
 
     return _formula(n, c, k)
 

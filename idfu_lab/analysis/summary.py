@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from idfu_lab import stats
+from idfu_lab.analysis import stats
 from idfu_lab.errors import IdfuError
 from idfu_lab.runs import Run
 
@@ -53,7 +53,7 @@ SUMMARY_FILES = (
 
 def load_results(path: str | Path) -> pd.DataFrame:
     """A results JSONL as a frame; a malformed line is an error naming the file and line."""
-    from idfu_lab.execution import read_result_rows
+    from idfu_lab.results import read_result_rows
 
     frame = pd.DataFrame(read_result_rows(path))
     frame["passed"] = frame["passed"].astype(bool)

@@ -114,7 +114,7 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     The executor's own reader returns a DataFrame; the taxonomy and the delta need the rows with their
     code fields intact, and errors that name the line.
     """
-    from idfu_lab.execution import read_result_rows
+    from idfu_lab.results import read_result_rows
 
     return read_result_rows(path, required=_REQUIRED)
 
@@ -148,7 +148,7 @@ def program_for(row: Mapping[str, Any], problem: Problem | None) -> str:
     if problem is None:
         return solution if isinstance(solution, str) else (completion or "")
     try:
-        from idfu_lab.execution import job_for
+        from idfu_lab.sandbox.executor import job_for
 
         kw = {"solution": solution} if isinstance(solution, str) else {"completion": completion or ""}
         return job_for(problem, **kw).program
@@ -496,7 +496,7 @@ def collapse_flags(
 
 def problems_for(run: Run) -> dict[str, Problem]:
     """The run's benchmark problems by task id: they rebuild the programs that were run."""
-    from idfu_lab.evaluation import load_benchmark
+    from idfu_lab.analysis.evaluation import load_benchmark
 
     return load_benchmark(run.config.evaluation.benchmark)
 

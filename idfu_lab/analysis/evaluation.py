@@ -12,7 +12,7 @@
    verdicts change against the configured policy and from which category to which — the harness's
    share of any difference — in ``seed-<s>/results/sensitivity.csv`` and ``sensitivity_transitions.csv``;
 4. a summary (``seed-<s>/results/evaluation.json``): generation counts and time, pass@1 of both, and
-   the paired comparison from :func:`idfu_lab.stats.paired_comparison`.
+   the paired comparison from :func:`idfu_lab.analysis.stats.paired_comparison`.
 
 The step is recorded as finished in the seed's manifest with the config hash and the adapter's hash:
 a re-run with the same recipe and the same adapter is skipped; a retrained adapter is re-evaluated.
@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from idfu_lab.errors import IdfuError
+from idfu_lab.generation.postprocess import IMPORTS, POSTPROCESS, apply_rows
 from idfu_lab.jsonl import iter_records
-from idfu_lab.postprocess import IMPORTS, POSTPROCESS, apply_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from idfu_lab.problems import Problem
@@ -204,7 +204,7 @@ def judge(
     **run_kw: Any,
 ) -> list[dict[str, Any]]:
     """Rows under a policy, then the executor's verdicts: results rows, in input order."""
-    from idfu_lab.execution import evaluate_rows
+    from idfu_lab.analysis.judge import evaluate_rows
 
     return evaluate_rows(
         apply_rows(rows, problems, postprocess=postprocess, imports=imports), problems, **run_kw
@@ -229,7 +229,7 @@ def judge_policies(
     ``raw`` and ``extract``), so each distinct ``(task, program)`` is executed once and its verdict
     shared: the table over nine policies costs little more than the distinct programs it contains.
     """
-    from idfu_lab.execution import evaluate_rows
+    from idfu_lab.analysis.judge import evaluate_rows
 
     policies = list(policies)
     prepared = {pol: apply_rows(rows, problems, postprocess=pol[0], imports=pol[1]) for pol in policies}
@@ -335,8 +335,8 @@ def _write_meta(
     path: Path, problems: Mapping[str, Problem], cfg_eval: Any, policy: dict[str, str], extra: dict[str, Any]
 ) -> None:
     from idfu_lab import __version__
-    from idfu_lab.execution import protections
     from idfu_lab.problems import dataset_hash
+    from idfu_lab.sandbox.executor import protections
 
     meta = {
         "benchmark": cfg_eval.benchmark,
@@ -388,12 +388,12 @@ class SeedEvaluation:
     skipped: bool = False
 
     def results_frame(self, model: str) -> pd.DataFrame:
-        from idfu_lab.execution import read_results
+        from idfu_lab.results import read_results
 
         return read_results(self.results[model])
 
     def generations_rows(self, model: str) -> list[dict[str, Any]]:
-        from idfu_lab.generate import read_generations
+        from idfu_lab.generation.generate import read_generations
 
         return read_generations(self.generations[model])
 
@@ -411,7 +411,7 @@ def _paths(run: Run) -> SeedEvaluation:
 
 def adapter_dir(run: Run) -> Path:
     """The seed's trained adapter (written by the training step), checked to exist."""
-    from idfu_lab.generate import adapter_hash
+    from idfu_lab.generation.generate import adapter_hash
 
     path = run.seed_path("train/adapter")
     if not path.is_dir():
@@ -426,8 +426,8 @@ def evaluate_seed(
     run: Run, *, progress: bool = True, force: bool = False, sensitivity: bool = True
 ) -> SeedEvaluation:
     """Generate, judge and compare base vs tuned for ``run.seed``; resumable (see the module docstring)."""
-    from idfu_lab import stats
-    from idfu_lab.generate import adapter_hash, generate, write_jsonl
+    from idfu_lab.analysis import stats
+    from idfu_lab.generation.generate import adapter_hash, generate, write_jsonl
 
     if run.seed is None:
         raise IdfuError("evaluate_seed needs a run opened with a seed")
@@ -556,8 +556,8 @@ def precision_baseline(
     """
     import dataclasses
 
-    from idfu_lab import stats
-    from idfu_lab.generate import generate, write_jsonl
+    from idfu_lab.analysis import stats
+    from idfu_lab.generation.generate import generate, write_jsonl
 
     cfg = run.config
     if not cfg.model.load_in_4bit:

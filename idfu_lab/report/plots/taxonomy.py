@@ -1,6 +1,6 @@
 """Figures of the failure taxonomy (notebook 04) and of the delta tracing (notebook 05).
 
-Each function takes a table from :mod:`idfu_lab.taxonomy` or :mod:`idfu_lab.delta` and returns a
+Each function takes a table from :mod:`idfu_lab.analysis.taxonomy` or :mod:`idfu_lab.analysis.delta` and returns a
 matplotlib ``Figure`` built without pyplot, so a notebook shows it exactly once (when it is displayed
 or glued).
 """
@@ -22,7 +22,7 @@ def _empty(ax, text: str) -> None:
 def outcome_bars(table: pd.DataFrame, *, title: str = "Failures by outcome: base vs tuned") -> Figure:
     """Horizontal grouped bars of failure counts per outcome, the study's three categories on top.
 
-    ``table`` is :func:`idfu_lab.taxonomy.compare` (PASS is left out: it would dwarf the failures).
+    ``table`` is :func:`idfu_lab.analysis.taxonomy.compare` (PASS is left out: it would dwarf the failures).
     The hatched part of each bar is the DEFINITION phase (the program failed while loading).
     """
     failures = table.drop(index="PASS", errors="ignore")
@@ -65,7 +65,7 @@ def outcome_bars(table: pd.DataFrame, *, title: str = "Failures by outcome: base
 
 
 def subcategory_bars(subs: pd.DataFrame, *, title: str = "Sub-categories: base vs tuned") -> Figure:
-    """Grouped bars per (outcome, sub-category) from :func:`idfu_lab.taxonomy.subcategory_table`."""
+    """Grouped bars per (outcome, sub-category) from :func:`idfu_lab.analysis.taxonomy.subcategory_table`."""
     fig = Figure(figsize=(7.0, 0.4 * max(len(subs), 3) + 1.4), layout="constrained")
     ax = fig.subplots()
     if subs.empty or subs[["base", "tuned"]].to_numpy().sum() == 0:
@@ -87,7 +87,7 @@ def subcategory_bars(subs: pd.DataFrame, *, title: str = "Sub-categories: base v
 def seed_counts(seed_tab: pd.DataFrame, *, title: str = "Failure counts across seeds") -> Figure:
     """Tuned counts per seed (dots) against the base count (bar) for each failure outcome.
 
-    ``seed_tab`` is :func:`idfu_lab.taxonomy.seed_table`. Outcomes marked stable are starred: the
+    ``seed_tab`` is :func:`idfu_lab.analysis.taxonomy.seed_table`. Outcomes marked stable are starred: the
     same count in every seed is the study's evidence that the distribution did not collapse.
     """
     failures = seed_tab.drop(index="PASS", errors="ignore")
@@ -116,7 +116,7 @@ def seed_counts(seed_tab: pd.DataFrame, *, title: str = "Failure counts across s
 def label_bars(labels: pd.DataFrame, *, title: str = "Proposed causes of the changes") -> Figure:
     """Stacked bars: how often each automatic label was proposed, per transition.
 
-    ``labels`` is :func:`idfu_lab.delta.label_table`. A problem can carry several labels, so the bars
+    ``labels`` is :func:`idfu_lab.analysis.delta.label_table`. A problem can carry several labels, so the bars
     add up to more than the number of changed problems.
     """
     fig = Figure(figsize=(7.0, 0.4 * max(len(labels), 3) + 1.4), layout="constrained")

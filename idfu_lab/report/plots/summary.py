@@ -1,6 +1,6 @@
 """Figures of the run summary (notebook 06): pass@1 per seed, paired differences, failure categories.
 
-Each function takes a frame from :class:`idfu_lab.summary.Summary` and returns a matplotlib
+Each function takes a frame from :class:`idfu_lab.analysis.summary.Summary` and returns a matplotlib
 ``Figure`` built without pyplot, so a notebook shows it exactly once (when it is displayed or glued).
 """
 

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from idfu_lab.outcomes import UNKNOWN_OUTCOME
+
 #: The curves TRL logs for DPO, with what each one means to a reader.
 CURVES = (
     ("loss", "DPO loss", "−log σ(β·Δ): falls from log 2 ≈ 0.693 as the margin grows"),
@@ -67,7 +69,6 @@ def plot_margins_by_category(margins: pd.DataFrame, *, seed: int | None = None) 
     pushed that kind of failure down.
     """
     from idfu_lab.outcomes import category_order
-    from idfu_lab.train import UNKNOWN_OUTCOME
 
     df = margins.copy()
     df["rejected_outcome"] = df["rejected_outcome"].fillna(UNKNOWN_OUTCOME).astype(str)
@@ -101,3 +102,22 @@ def plot_margins_by_category(margins: pd.DataFrame, *, seed: int | None = None) 
     title = "Which failure types did DPO push down?"
     ax.set_title(title + (f" (seed {seed})" if seed is not None else ""))
     return fig
+
+
+def save_figures(run) -> list:
+    """Draw the seed's training curves and margins figure from its logs into ``train/`` (PNG); the paths.
+
+    Training writes numbers only (:func:`idfu_lab.training.dpo.train_seed`); the entry points that
+    finish a seed (``idfu-lab train``, notebook 02) call this afterwards.
+    """
+    from idfu_lab.training.dpo import TrainPaths, load_log_history, load_margins
+
+    paths = TrainPaths.for_run(run)
+    written = []
+    for fig, path in (
+        (plot_training_curves(load_log_history(run), seed=run.seed), paths.curves),
+        (plot_margins_by_category(load_margins(run), seed=run.seed), paths.margins_figure),
+    ):
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        written.append(path)
+    return written

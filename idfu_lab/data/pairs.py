@@ -17,7 +17,7 @@ a Hugging Face Hub dataset id. Columns map by configuration (``data.prompt_colum
 be plain text or TRL's conversational format (lists of ``{"role", "content"}`` messages, with an
 explicit ``prompt`` or the prompt left implicit as the shared beginning of both conversations); both
 become plain text here (the user's text and the assistant's reply), which is what the templates in
-:mod:`idfu_lab.prompts` and the trainer take.
+:mod:`idfu_lab.generation.prompts` and the trainer take.
 
 Nothing is lost: a row that cannot be used goes to a quarantine list with its line number and the
 reason, and the counts are reported. Loading never crashes on a bad row and never drops one silently.
@@ -42,8 +42,8 @@ from idfu_lab.jsonl import read_records, write_records
 
 if TYPE_CHECKING:  # pragma: no cover
     from idfu_lab.config import Config, DataConfig
-    from idfu_lab.execution import Job, Verdict
     from idfu_lab.problems import Problem
+    from idfu_lab.sandbox.executor import Job, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Columns:
 class Pair:
     """One usable pair: plain texts, the tests that judge it, and where it came from.
 
-    ``prompt`` is the user's text (what :func:`idfu_lab.prompts.messages` wraps), ``chosen`` and
+    ``prompt`` is the user's text (what :func:`idfu_lab.generation.prompts.messages` wraps), ``chosen`` and
     ``rejected`` are whole assistant replies (prose and a fenced code block); the code the gates run
     is :attr:`chosen_code` / :attr:`rejected_code`. ``extra`` keeps the row's other columns
     (provenance, recorded outcomes) untouched.
@@ -111,13 +111,13 @@ class Pair:
 
     @property
     def chosen_code(self) -> str:
-        from idfu_lab.postprocess import extract_code
+        from idfu_lab.generation.postprocess import extract_code
 
         return extract_code(self.chosen)
 
     @property
     def rejected_code(self) -> str:
-        from idfu_lab.postprocess import extract_code
+        from idfu_lab.generation.postprocess import extract_code
 
         return extract_code(self.rejected)
 
@@ -614,10 +614,10 @@ def load_from_config(cfg: Config) -> PairSet:
 def job_for_code(problem: Problem, code: str) -> Job:
     """The executor job for a complete program (the reply's code) against a problem's tests.
 
-    The same construction as the evaluation's (``execution.job_for`` with ``solution=``): for MBPP-style
+    The same construction as the evaluation's (``sandbox.job_for`` with ``solution=``): for MBPP-style
     tests the program is the code; the setup code and then the asserts run as the test phase.
     """
-    from idfu_lab.execution import job_for
+    from idfu_lab.sandbox.executor import job_for
 
     return job_for(problem, solution=code)
 
@@ -631,7 +631,7 @@ def gate_pairs(
     progress: bool = False,
 ) -> list[tuple[Verdict, Verdict]]:
     """Run both sides of every pair through the executor: ``[(chosen verdict, rejected verdict), ...]``."""
-    from idfu_lab.execution import run_jobs
+    from idfu_lab.sandbox.executor import run_jobs
 
     jobs = []
     for pair in pairs:

@@ -40,9 +40,9 @@ from urllib.parse import urlparse
 import nbformat
 import yaml
 
-from idfu_lab.book import LOST_FIGURE
 from idfu_lab.config import repo_root
 from idfu_lab.errors import IdfuError
+from idfu_lab.report.book import LOST_FIGURE
 
 logger = logging.getLogger(__name__)
 
@@ -633,8 +633,8 @@ def check_book(
 
     Screenshots go to ``<run_dir>/book-check/`` unless ``shots`` says otherwise.
     """
-    from idfu_lab.book import inspect_run
     from idfu_lab.pipeline import PER_SEED
+    from idfu_lab.report.book import inspect_run
 
     root = Path(root) if root else repo_root()
     contents = inspect_run(run_dir)

@@ -16,9 +16,9 @@ index — so a cached reply is never reused for another recipe. Rows are appende
 batch: a killed run resumes where it stopped and a finished one is not redone (the model is not even
 loaded when everything is cached).
 
-Batching: prompts are left-padded (the tokenizer from :func:`idfu_lab.models.load_tokenizer` is), which
+Batching: prompts are left-padded (the tokenizer from :func:`idfu_lab.generation.models.load_tokenizer` is), which
 is what makes batched greedy decoding equal one-by-one decoding. Instruct models see the chat template
-(:func:`idfu_lab.prompts.render`), base models continue the prompt. Sampling is seeded per batch from the
+(:func:`idfu_lab.generation.prompts.render`), base models continue the prompt. Sampling is seeded per batch from the
 run's seed and the batch's keys, so a re-run with the same pending work gives the same samples.
 
 An optional vLLM backend (``generation.backend: vllm``, with the adapter as a LoRA request) is used
@@ -73,7 +73,7 @@ def _sha(obj: Any) -> str:
 
 def model_identity(model_cfg: ModelConfig) -> dict[str, Any]:
     """What determines the base model's weights and numerics (not where it runs)."""
-    from idfu_lab.models import device_and_precision, tiny_fingerprint
+    from idfu_lab.generation.models import device_and_precision, tiny_fingerprint
 
     name = model_cfg.name_or_path
     if name == "tiny":
@@ -257,7 +257,7 @@ class _TransformersBackend:
     def __init__(
         self, model_cfg: ModelConfig, adapter: str | Path | None, model: Any = None, tokenizer: Any = None
     ):
-        from idfu_lab.models import load_model, load_tokenizer
+        from idfu_lab.generation.models import load_model, load_tokenizer
 
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_cfg)
         self.tokenizer.padding_side = "left"
@@ -307,7 +307,7 @@ class _VLLMBackend:
         from vllm import LLM
         from vllm.lora.request import LoRARequest
 
-        from idfu_lab.models import device_and_precision, resolve_name
+        from idfu_lab.generation.models import device_and_precision, resolve_name
 
         choice = device_and_precision(model_cfg)
         kwargs: dict[str, Any] = {"model": resolve_name(model_cfg), "dtype": choice["torch_dtype"]}
@@ -389,10 +389,10 @@ def generate(
         len(pending),
     )
     if pending:
-        from idfu_lab.prompts import render
+        from idfu_lab.generation.prompts import render
 
         if backend_name == "vllm":
-            from idfu_lab.models import load_tokenizer
+            from idfu_lab.generation.models import load_tokenizer
 
             run_batch: Any = _VLLMBackend(model_cfg, adapter)
             tok = tokenizer if tokenizer is not None else load_tokenizer(model_cfg)

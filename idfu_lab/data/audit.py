@@ -50,8 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from idfu_lab.data.pairs import TRAIN_FIELDS, Pair, PairSet, gate_pairs, read_jsonl, write_jsonl
 from idfu_lab.errors import IdfuError
-from idfu_lab.pairs import TRAIN_FIELDS, Pair, PairSet, gate_pairs, read_jsonl, write_jsonl
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -682,7 +682,7 @@ def audit_pairs(
             "length_bias_share": LENGTH_BIAS_SHARE,
         },
         "gates": {
-            "executor": "idfu_lab.execution",
+            "executor": "idfu_lab.sandbox.executor",
             "version": __version__,
             "timeout": cfg.timeout,
             "memory_mb": memory_mb,
@@ -725,7 +725,7 @@ def audit_config(
 ) -> AuditReport:
     """Load a config's pair set (or ``pairs``/``problems`` given here) and audit it with the config's
     thresholds, tokenizer and length limits."""
-    from idfu_lab.pairs import Columns, load, load_problem_set
+    from idfu_lab.data.pairs import Columns, load, load_problem_set
 
     problems_source = str(problems) if problems is not None else cfg.data.problems
     problem_set = load_problem_set(problems_source) if problems_source else None
@@ -738,7 +738,7 @@ def audit_config(
     )
     tokenizer = None
     if with_tokenizer:
-        from idfu_lab.models import load_tokenizer
+        from idfu_lab.generation.models import load_tokenizer
 
         tokenizer = load_tokenizer(cfg.model)
     return audit_pairs(

@@ -2,7 +2,7 @@
 
 How code is pulled out of a chat reply, and which imports are put in front of it, can move a
 HumanEval score by more than training does. So both are named options, recorded on every result
-row, and the sensitivity table (:mod:`idfu_lab.evaluation`) evaluates the same generations under each.
+row, and the sensitivity table (:mod:`idfu_lab.analysis.evaluation`) evaluates the same generations under each.
 
 Post-processing (``postprocess``):
 

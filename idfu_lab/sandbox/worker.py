@@ -1,7 +1,7 @@
 """The sandbox worker: a warm interpreter that runs one candidate program per forked child.
 
-This file runs in its own interpreter, started by :mod:`idfu_lab.execution` as
-``python -S -P -c LOADER _sandbox_worker.py BASE PARENT``: the loader takes the file's cached
+This file runs in its own interpreter, started by :mod:`idfu_lab.sandbox.executor` as
+``python -S -P -c LOADER worker.py BASE PARENT``: the loader takes the file's cached
 bytecode, runs it as a module kept out of ``sys.modules`` and calls :func:`start` (the file also
 runs as a script). It imports only the standard library, so that nothing of the orchestrating
 process (pytest, torch, notebook state, its threads) is inherited by candidates, and so that a
@@ -41,7 +41,7 @@ Z the sample (marshalled program, test, code objects, nonce and limits); Z answe
 it has forked it and ``S <wait status>`` when it has reaped it. The child reports over a pipe: ``T``
 when the test phase starts, then one verdict line ``V <nonce> P`` (check returned) or
 ``V <nonce> F <json>`` (an exception). Only W' ever sees those lines; the orchestrator classifies
-W''s JSON answer. See :mod:`idfu_lab.execution` for the threat model.
+W''s JSON answer. See :mod:`idfu_lab.sandbox.executor` for the threat model.
 """
 
 from __future__ import annotations
@@ -1322,7 +1322,7 @@ def _write_id_maps(uid: int, gid: int) -> None:
 def main(argv: list[str]) -> int:
     base, parent = argv[1], int(argv[2])
     site_dirs = os.environ.pop(SITE_ENV, "")
-    if sys.flags.no_site:  # started with -S (see execution._WORKER_LOADER): what site would give
+    if sys.flags.no_site:  # started with -S (see executor._WORKER_LOADER): what site would give
         import site
 
         sys.path.extend(p for p in site_dirs.split(os.pathsep) if p and p not in sys.path)

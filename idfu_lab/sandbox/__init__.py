@@ -1,0 +1,30 @@
+"""The sandbox: runs untrusted candidate programs against benchmark tests and returns typed verdicts.
+
+Its public surface is small on purpose: a :class:`Job` (program + test), a :class:`Verdict` (passed,
+outcome, phase, exception, message, time), :func:`run_jobs` (jobs in, verdicts out, in order),
+:func:`job_for` (a job from a benchmark problem) and :func:`protections` (which isolation is active
+here). The executor (:mod:`.executor`) and the worker that runs inside the sandbox (:mod:`.worker`)
+are private; the threat model is in :mod:`.executor`'s docstring.
+"""
+
+from idfu_lab.sandbox.executor import (
+    DEFAULT_MEMORY_MB,
+    DEFAULT_TIMEOUT_S,
+    Job,
+    Verdict,
+    job_for,
+    protections,
+    run_jobs,
+    usable_cpus,
+)
+
+__all__ = [
+    "DEFAULT_MEMORY_MB",
+    "DEFAULT_TIMEOUT_S",
+    "Job",
+    "Verdict",
+    "job_for",
+    "protections",
+    "run_jobs",
+    "usable_cpus",
+]

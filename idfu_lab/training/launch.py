@@ -1,0 +1,145 @@
+"""The training entry point: ``idfu-lab train`` and ``accelerate launch -m idfu_lab.training.launch``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from idfu_lab.config import Config
+from idfu_lab.errors import IdfuError
+from idfu_lab.training.dpo import train_seed
+from idfu_lab.training.memory import GIB, estimate_for_config
+
+logger = logging.getLogger(__name__)
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    import yaml
+
+    if "=" not in text:
+        raise IdfuError(f"--set expects KEY=VALUE (e.g. dpo.max_steps=3), got '{text}'")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """Arguments shared by ``python -m idfu_lab.training.launch`` and ``idfu-lab train``."""
+    p = parser or argparse.ArgumentParser(
+        prog="python -m idfu_lab.training.launch",
+        description="Train one seed's LoRA adapter with DPO (also an `accelerate launch -m` entry point).",
+    )
+    p.add_argument(
+        "--config", default="configs/tiny.yaml", help="a YAML recipe or a profile name (tiny, paper)"
+    )
+    p.add_argument(
+        "--seed", type=int, nargs="+", help="training seed(s), one after another (default: the config's)"
+    )
+    p.add_argument("--run-dir", help="run directory (default: runs/<config stem>)")
+    p.add_argument(
+        "--force", action="store_true", help="retrain even when the seed is done; drop its checkpoints"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe key, e.g. --set dpo.max_steps=3 (YAML value; repeatable)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--estimate-memory",
+        action="store_true",
+        help="print the GPU memory the recipe needs (4-bit and not, with and without checkpointing) and exit",
+    )
+    return p
+
+
+def _open_run(config: str, seed: int, run_dir: str | None, overrides: dict[str, Any]) -> Any:
+    """The seed's run: the main process writes provenance, the others only read (no racing writes)."""
+    from accelerate import PartialState
+
+    from idfu_lab import runs
+    from idfu_lab.config import load_config
+
+    state = PartialState()
+    if state.is_main_process:
+        run = runs.open(config, seed=seed, run_dir=run_dir, overrides=overrides)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        cfg = load_config(config, overrides=overrides)
+        run = runs.Run(config=cfg, dir=Path(run_dir) if run_dir else runs.default_run_dir(cfg), seed=seed)
+        runs.seed_everything(seed)
+    return run
+
+
+def memory_table(cfg: Config) -> list[dict[str, Any]]:
+    """The estimate for the recipe's model under the four combinations of 4-bit and checkpointing."""
+    rows = []
+    for q in (True, False):
+        for ckpt in (True, False):
+            c = dataclasses.replace(cfg, dpo=dataclasses.replace(cfg.dpo, gradient_checkpointing=ckpt))
+            est = estimate_for_config(c, load_in_4bit=q)
+            rows.append({"load_in_4bit": q, "gradient_checkpointing": ckpt, **est.as_dict()})
+    return rows
+
+
+def run_from_args(args: argparse.Namespace, echo: Any = None) -> int:
+    """Run the parsed arguments; ``echo`` prints a line (the CLI passes ``print``; the module logs)."""
+    from idfu_lab.config import load_config
+
+    say = echo or logger.info
+    overrides = dict(_parse_override(o) for o in args.overrides)
+    if args.estimate_memory:
+        cfg = load_config(args.config, overrides=overrides)
+        say(f"GPU memory for one DPO step of {cfg.model.name_or_path} at max_length {cfg.dpo.max_length}:")
+        for r in memory_table(cfg):
+            say(
+                f"  4-bit {'yes' if r['load_in_4bit'] else 'no ':3s}  checkpointing {'yes' if r['gradient_checkpointing'] else 'no ':3s}"
+                f"  {r['total'] / GIB:6.2f} GiB  (weights {r['weights'] / GIB:.2f}, activations {r['activations'] / GIB:.2f})"
+            )
+        return 0
+    seeds = args.seed or load_config(args.config, overrides=overrides).seeds
+    for seed in seeds:
+        run = _open_run(args.config, seed, args.run_dir, overrides)
+        result = train_seed(run, force=args.force, progress=not args.no_progress)
+        s = result.summary
+        if not result.skipped:
+            from idfu_lab.report.plots.training import save_figures
+
+            save_figures(run)
+        if result.skipped:
+            say(f"seed {seed}: already trained (skipped; --force retrains): {result.paths.dir}")
+        else:
+            say(
+                f"seed {seed}: {s['global_steps']} steps on {s['n_train']} pairs "
+                f"({s['n_filtered_prompt_too_long']} filtered) in {s['wall_time_s']:.1f} s; final loss "
+                f"{s['final_loss']:.4f}, mean margin {s['mean_margin']:.4f}; adapter: {result.adapter_dir}"
+            )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m idfu_lab.training.launch`` / ``accelerate launch -m idfu_lab.training.launch``."""
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return run_from_args(args)
+    except IdfuError as e:
+        logger.error("%s", e)
+        return 2
+
+
+if __name__ == "__main__":
+    # `python -m` runs this file as __main__; delegate to the imported module so there is one copy of it
+    from idfu_lab.training.launch import main as _main
+
+    sys.exit(_main())
