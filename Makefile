@@ -50,8 +50,12 @@ demo: venv
 test: venv
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 
+# JupyterLab refuses to start as root unless told to; root is the norm in containers, so say so and pass it.
 lab: venv
-	$(VENV)/bin/jupyter lab notebooks/
+	@if [ "$$(id -u)" = 0 ]; then \
+	  echo "warning: running JupyterLab as root (--allow-root); anyone who can reach its port can run code as root"; \
+	  $(VENV)/bin/jupyter lab --allow-root notebooks/; \
+	else $(VENV)/bin/jupyter lab notebooks/; fi
 
 # RUN=runs/<name> points the book at another run; without it, the run executed last.
 book: venv

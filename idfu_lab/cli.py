@@ -16,6 +16,9 @@ from collections.abc import Sequence
 from idfu_lab import __version__
 from idfu_lab.errors import IdfuError
 
+#: Loggers whose INFO lines are shown without -v: which steps run, are skipped, and why.
+QUIET_BUT_INFO = ("idfu_lab.pipeline", "idfu_lab.runs")
+
 #: Command groups, in the order ``--help`` lists them. Each module exposes ``register(subparsers)``.
 COMMAND_MODULES = ("run", "evaluate", "audit", "train", "generate", "delta", "book")
 
@@ -26,26 +29,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproduce and extend a small-data DPO study on a code model.",
     )
     parser.add_argument("--version", action="version", version=f"idfu-lab {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log what every step does (-vv: debug messages too)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"idfu_lab.commands.{name}")
-        except ModuleNotFoundError as e:  # TEMPORARY while command groups land
-            if e.name != f"idfu_lab.commands.{name}":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"idfu_lab.commands.{name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    # Commands print their own results; the package's INFO lines would say the same thing again. So by
+    # default only warnings are logged, plus the resume decisions (which steps run and why) that no
+    # command prints; -v logs every step, -vv debug messages too.
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for name in QUIET_BUT_INFO:
+        logging.getLogger(name).setLevel(min(level, logging.INFO))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not getattr(args, "func", None):
         parser.print_help()

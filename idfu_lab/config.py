@@ -315,15 +315,50 @@ def resolve_path(path: str | Path) -> Path:
     raise ConfigError(f"config file not found: {path}")
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    """Read a YAML recipe; ``overrides`` (dotted keys, e.g. ``{"dpo.max_steps": 2}``) are applied first."""
-    p = resolve_path(path)
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error.
+
+    YAML 1.2 says keys are unique, but PyYAML keeps the last value silently: two ``dpo:`` blocks
+    would train with the second and never say so.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key '{key}' is given twice (lines {seen[key]} and {line})",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(path: str | Path) -> Any:
+    """A YAML file's content; :class:`ConfigError` naming the file and line for invalid YAML or a repeated key."""
+    p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        return yaml.load(p.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{p}:{line} is not valid YAML ({getattr(e, 'problem', e)})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Read a YAML recipe; ``overrides`` (dotted keys, e.g. ``{"dpo.max_steps": 2}``) are applied first."""
+    p = resolve_path(path)
+    data = load_yaml(p) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{p}: a recipe is a mapping of sections (model:, dpo:, ...), not {type(data).__name__}"
+        )
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, last = dotted.split(".")

@@ -40,6 +40,19 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     return [row for _, row in iter_records(path)]
 
 
+def _plain(value: Any) -> Any:
+    """JSON for what ``json`` cannot write: NumPy arrays and scalars (from Parquet, pandas) as lists and
+    numbers, anything else as its text."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        try:
+            return value.item()
+        except (ValueError, TypeError):
+            pass
+    return str(value)
+
+
 def write_records(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
     """Write rows as JSONL, atomically (a temporary file renamed over the target)."""
     p = Path(path)
@@ -47,6 +60,6 @@ def write_records(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
     tmp = p.with_name(p.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            fh.write(json.dumps(row, ensure_ascii=False, default=_plain) + "\n")
     os.replace(tmp, p)
     return p

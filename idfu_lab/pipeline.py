@@ -8,8 +8,13 @@ Executed copies (with their injected parameters) are kept in the run directory::
     runs/<name>/notebooks/seed-<s>/02_training.ipynb ... 05_delta_tracing.ipynb
     runs/<name>/notebooks/06_summary.ipynb
 
-Resuming: a notebook whose executed copy exists and was produced for the same config hash is
-skipped (``--force`` re-runs everything, and forgets every finished step inside the notebooks too).
+Resuming: a notebook is skipped when its executed copy exists and was produced for the same config
+hash from the same inputs — the notebook itself and the files it reads (:func:`notebook_inputs`: the
+pairs and problems files for 01, the audited pairs for 02, the adapter for 03, the results for 04 and
+05, every seed's results and delta for 06), compared by content hash. Anything else re-runs it, and
+the log says why; since each notebook's outputs are the next one's inputs, a change re-runs
+everything downstream of it (``--force`` re-runs everything, and forgets every finished step inside
+the notebooks too).
 A failing notebook stops the run with its path and the failing cell; seeds already finished are kept.
 Seeds are independent: ``--seeds 123`` on one machine and ``--seeds 7`` on another, into the same run
 directory layout, then ``--only 06_summary``, is the cluster recipe.
@@ -54,8 +59,33 @@ def notebooks_dir() -> Path:
 
 
 def _executed_path(run: runs.Run, notebook: str, seed: int | None) -> Path:
-    sub = Path("notebooks") if seed is None else Path("notebooks") / f"seed-{seed}"
-    return run.path(sub / f"{notebook}.ipynb")
+    path = run.layout.executed_notebook(notebook, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def notebook_inputs(run: runs.Run, notebook: str, seed: int | None, seeds: Sequence[int]) -> list[Path]:
+    """What a notebook reads, for resuming: the notebook itself and the artefacts it is computed from."""
+    from idfu_lab.analysis.annotate import annotations_path
+
+    layout = run.layout
+    inputs = [notebooks_dir() / f"{notebook}.ipynb"]
+    if notebook == "01_data_audit":
+        inputs += runs.local_data_files(run.config)
+    elif notebook == "02_training":
+        inputs.append(layout.train_pairs)
+    elif notebook == "03_evaluation":
+        inputs.append(layout.adapter(seed))
+    elif notebook == "04_failure_taxonomy":
+        inputs += [layout.results(seed, m) for m in layout.MODELS]
+    elif notebook == "05_delta_tracing":
+        inputs += [layout.results(seed, m) for m in layout.MODELS]
+        inputs.append(annotations_path(run.name, seed))
+    elif notebook == "06_summary":
+        for s in seeds:
+            inputs += [layout.results(s, m) for m in layout.MODELS]
+            inputs.append(layout.delta_json(s))
+    return inputs
 
 
 def _kernel_manager_class() -> type:
@@ -140,12 +170,14 @@ def run_pipeline(
         scoped = run if seed is None else run.for_seed(seed)
         step = f"notebook:{notebook}"
         output = _executed_path(run, notebook, seed)
-        if scoped.is_done(step):
-            logger.info(
-                "skip %s%s: done for this config", notebook, "" if seed is None else f" (seed {seed})"
-            )
+        where = "" if seed is None else f" (seed {seed})"
+        inputs = scoped.input_hashes(notebook_inputs(run, notebook, seed, seeds))
+        reason = scoped.why_not_done(step, inputs)
+        if reason is None:
+            logger.info("skip %s%s: done for this config and these inputs", notebook, where)
             results.append(StepResult(notebook, seed, output, True, 0.0))
             continue
+        logger.info("run %s%s: %s", notebook, where, reason)
         params: dict = {"config_path": config_arg, "run_dir": _display_path(run.dir)}
         if seed is not None:
             params["seed"] = seed
@@ -155,7 +187,7 @@ def run_pipeline(
         t0 = time.perf_counter()
         _execute(source, output, params, kernel_name)
         seconds = time.perf_counter() - t0
-        scoped.mark_done(step, [output], seconds=round(seconds, 2))
+        scoped.mark_done(step, [output], inputs=inputs, seconds=round(seconds, 2))
         logger.info("ran %s%s in %.1f s", notebook, "" if seed is None else f" (seed {seed})", seconds)
         results.append(StepResult(notebook, seed, output, False, seconds))
     run.update_manifest(last_pipeline={"seeds": seeds, "notebooks": sorted(wanted), "finished": time.time()})

@@ -6,7 +6,9 @@ versions, config hash, data hashes, device, start and end times). Every file a n
 writes goes through :meth:`Run.path` or :meth:`Run.seed_path`, so the book and the later notebooks
 read the very same paths.
 
-Layout of ``runs/<name>/`` (``name`` defaults to the config file's stem, e.g. ``runs/tiny``)::
+Layout of ``runs/<name>/`` (``name`` defaults to the config file's stem, e.g. ``runs/tiny``); every
+path below is named once, in :class:`RunLayout`, and the package, the notebooks, the book and the tests
+all ask it (``run.layout.results(42, "base")``) instead of spelling paths out::
 
     config.yaml          the resolved recipe, every default written out
     manifest.json        run-level provenance; ``steps`` records each finished step
@@ -14,16 +16,21 @@ Layout of ``runs/<name>/`` (``name`` defaults to the config file's stem, e.g. ``
     generations/         cache.jsonl (shared by seeds: the base model's greedy output is made once)
     seed-<s>/
         manifest.json    the seed's provenance (device and precision actually used, times)
-        train/           adapter/, log_history.csv, margins.jsonl, summary.json
+        train/           adapter/, log_history.csv, margins.jsonl, summary.json, figures
         generations/     base.jsonl, tuned.jsonl
-        results/         base.jsonl, tuned.jsonl (+ .meta.json)
+        results/         base.jsonl, tuned.jsonl (+ .meta.json), evaluation.json, sensitivity tables
         delta/           delta.json, delta.html
     summary/             summary.json and tables over seeds
     notebooks/           papermill-executed notebooks (seed-<s>/ for per-seed ones)
 
-Resuming: a step records ``{config_hash, outputs, finished}`` in the manifest when it finishes;
-:meth:`Run.is_done` is true only when the hash matches and every output still exists, so a cached
-result is never reused for another recipe.
+Resuming: a step records ``{config_hash, inputs, outputs, finished}`` in the manifest when it
+finishes, where ``inputs`` maps every file the step read to its SHA-256 (a folder: the hash of its
+files' names and contents). :meth:`Run.is_done` is true only when the config hash matches, every
+input still has the hash it had, and every output still exists; otherwise
+:meth:`Run.why_not_done` says why, and the caller re-runs the step. Since each step's outputs are the
+next step's inputs, a changed pairs file re-runs the audit, whose new ``train_pairs.jsonl`` re-runs
+training, whose new adapter re-runs the evaluation, and so on: a cached result is never reused for
+another recipe or other data.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import platform
 import random
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -137,6 +145,39 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def tree_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, or of a folder's files (their relative names and contents, in sorted order)."""
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    for f in sorted(q for q in path.rglob("*") if q.is_file()):
+        h.update(f.relative_to(path).as_posix().encode("utf-8", "surrogateescape") + b"\0")
+        h.update(file_sha256(f).encode() + b"\0")
+    return h.hexdigest()
+
+
+def input_hash(path: str | Path) -> str:
+    """What resuming compares for one input: its content hash, or ``"missing"`` when it does not exist."""
+    path = Path(path)
+    return tree_sha256(path) if path.exists() else "missing"
+
+
+def local_data_files(cfg: Config) -> list[Path]:
+    """The recipe's local data files (pairs, problems): inputs of the audit. Hub ids are covered by the config hash."""
+    found = []
+    for key in ("pairs", "problems"):
+        value = getattr(cfg.data, key)
+        if not value:
+            continue
+        p = Path(value)
+        if not p.is_absolute() and not p.exists():
+            p = repo_root() / p
+        if p.exists():
+            found.append(p)
+    return found
+
+
 def data_hashes(cfg: Config) -> dict[str, str]:
     """Hashes of the local data a run reads (a Hub id is recorded by name: its revision is logged at load)."""
     hashes: dict[str, str] = {}
@@ -193,6 +234,117 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+class RunLayout:
+    """Every artefact's path in a run directory, named once.
+
+    Pure: nothing is created. :meth:`Run.path` and the writers create parent folders when they write.
+    The names are a contract between the package, the notebooks, the book and the tests.
+    """
+
+    #: The two models every seed compares.
+    MODELS = ("base", "tuned")
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    # ------------------------------------------------------------ run level
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.root / "audit"
+
+    @property
+    def audit_json(self) -> Path:
+        return self.audit_dir / "audit.json"
+
+    @property
+    def train_pairs(self) -> Path:
+        """The pairs that passed the audit: what training reads."""
+        return self.audit_dir / "train_pairs.jsonl"
+
+    @property
+    def generation_cache(self) -> Path:
+        return self.root / "generations" / "cache.jsonl"
+
+    @property
+    def summary_dir(self) -> Path:
+        return self.root / "summary"
+
+    @property
+    def summary_json(self) -> Path:
+        return self.summary_dir / "summary.json"
+
+    @property
+    def notebooks_dir(self) -> Path:
+        return self.root / "notebooks"
+
+    def executed_notebook(self, notebook: str, seed: int | None = None) -> Path:
+        """The papermill-executed copy of ``notebook`` (``seed-<s>/`` for per-seed notebooks)."""
+        folder = self.notebooks_dir if seed is None else self.notebooks_dir / f"seed-{seed}"
+        return folder / f"{notebook}.ipynb"
+
+    @property
+    def book_check_dir(self) -> Path:
+        return self.root / "book-check"
+
+    # ------------------------------------------------------------ per seed
+    def seed_dir(self, seed: int) -> Path:
+        return self.root / f"seed-{seed}"
+
+    def seed_manifest(self, seed: int) -> Path:
+        return self.seed_dir(seed) / "manifest.json"
+
+    def train_dir(self, seed: int) -> Path:
+        return self.seed_dir(seed) / "train"
+
+    def adapter(self, seed: int) -> Path:
+        return self.train_dir(seed) / "adapter"
+
+    def generations(self, seed: int, model: str) -> Path:
+        return self.seed_dir(seed) / "generations" / f"{model}.jsonl"
+
+    def results_dir(self, seed: int) -> Path:
+        return self.seed_dir(seed) / "results"
+
+    def results(self, seed: int, model: str) -> Path:
+        """The judged results of ``model`` (``base``, ``tuned``, or a variant such as ``base_bf16``)."""
+        return self.results_dir(seed) / f"{model}.jsonl"
+
+    def delta_dir(self, seed: int) -> Path:
+        return self.seed_dir(seed) / "delta"
+
+    def delta_json(self, seed: int) -> Path:
+        return self.delta_dir(seed) / "delta.json"
+
+    def delta_html(self, seed: int) -> Path:
+        return self.delta_dir(seed) / "delta.html"
+
+    def seeds_present(self) -> list[int]:
+        """Seeds with a ``seed-<s>`` folder, in numeric order."""
+        found = []
+        if self.root.is_dir():
+            for d in self.root.glob("seed-*"):
+                tail = d.name.removeprefix("seed-")
+                if d.is_dir() and tail.lstrip("-").isdigit():
+                    found.append(int(tail))
+        return sorted(found)
+
+    def relative(self, path: str | Path) -> str:
+        """``path`` relative to the run directory when inside it (what manifests and pages show)."""
+        p = Path(path)
+        try:
+            return p.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return p.as_posix()
+
+
 @dataclass
 class Run:
     """A run directory for one recipe, optionally focused on one seed."""
@@ -213,10 +365,15 @@ class Run:
         return self.dir.name
 
     @property
+    def layout(self) -> RunLayout:
+        """Every artefact's path (see :class:`RunLayout`)."""
+        return RunLayout(self.dir)
+
+    @property
     def seed_dir(self) -> Path:
         if self.seed is None:
             raise IdfuError("this run was opened without a seed; pass seed= to runs.open")
-        return self.dir / f"seed-{self.seed}"
+        return self.layout.seed_dir(self.seed)
 
     def path(self, rel: str | Path) -> Path:
         """A run-level artefact path (parent folders created)."""
@@ -229,7 +386,7 @@ class Run:
         s = self.seed if seed is None else seed
         if s is None:
             raise IdfuError("this run was opened without a seed; pass seed= to runs.open")
-        p = self.dir / f"seed-{s}" / rel
+        p = self.layout.seed_dir(s) / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
@@ -244,7 +401,7 @@ class Run:
     # ---------------------------------------------------------------- manifests
     @property
     def manifest_path(self) -> Path:
-        return self.dir / "manifest.json" if self.seed is None else self.seed_dir / "manifest.json"
+        return self.layout.manifest if self.seed is None else self.layout.seed_manifest(self.seed)
 
     def manifest(self) -> dict[str, Any]:
         return _read_json(self.manifest_path)
@@ -259,7 +416,7 @@ class Run:
 
     def write_provenance(self) -> None:
         """Write config.yaml and the manifest's provenance block (called by :func:`open`)."""
-        cfg_file = self.dir / "config.yaml"
+        cfg_file = self.layout.config
         cfg_file.parent.mkdir(parents=True, exist_ok=True)
         text = to_yaml(self.config)
         if not cfg_file.exists() or cfg_file.read_text() != text:
@@ -284,18 +441,62 @@ class Run:
         _write_json(self.manifest_path, m)
 
     # ---------------------------------------------------------------- resumable steps
-    def is_done(self, step: str) -> bool:
-        """True when ``step`` finished for this config hash and all its outputs still exist."""
-        rec = self.manifest().get("steps", {}).get(step)
-        if not rec or rec.get("config_hash") != self.config_hash:
-            return False
-        return all((self.dir / o).exists() for o in rec.get("outputs", []))
+    def input_hashes(self, inputs: Sequence[str | Path]) -> dict[str, str]:
+        """{input as the manifest names it: content hash} for the files or folders a step reads."""
+        return {self._name_input(p): input_hash(self._resolve(p)) for p in inputs}
 
-    def mark_done(self, step: str, outputs: list[str | Path] = (), **extra: Any) -> None:
-        """Record that ``step`` finished, with its outputs (paths, or strings relative to the run directory)."""
+    def why_not_done(
+        self, step: str, inputs: Sequence[str | Path] | Mapping[str, str] | None = None
+    ) -> str | None:
+        """None when ``step`` is done and still valid; otherwise, in words, why it must run.
+
+        Valid means: it finished for this config hash, every output still exists, and (when ``inputs``
+        is given: paths, or the hashes :meth:`input_hashes` computed) every input has the content hash
+        it had when the step ran.
+        """
+        rec = self.manifest().get("steps", {}).get(step)
+        if not rec:
+            return "not run yet"
+        if rec.get("config_hash") != self.config_hash:
+            return "the recipe changed since it ran"
+        lost = [o for o in rec.get("outputs", []) if not (self.dir / o).exists()]
+        if lost:
+            return f"output {lost[0]} is missing"
+        if inputs is not None:
+            now = dict(inputs) if isinstance(inputs, Mapping) else self.input_hashes(inputs)
+            then = rec.get("inputs")
+            if then is None:
+                return "it ran before inputs were recorded"
+            for name in sorted(set(now) | set(then)):
+                if name not in then:
+                    return f"it did not read {name} when it ran"
+                if now.get(name) != then[name]:
+                    return f"input {name} changed since it ran"
+        return None
+
+    def is_done(self, step: str, inputs: Sequence[str | Path] | Mapping[str, str] | None = None) -> bool:
+        """True when ``step`` finished for this config hash, its inputs are unchanged, its outputs exist."""
+        reason = self.why_not_done(step, inputs)
+        if reason is not None and reason != "not run yet":
+            logger.info("%s%s: running again, %s", step, self._seed_note(), reason)
+        return reason is None
+
+    def mark_done(
+        self,
+        step: str,
+        outputs: Sequence[str | Path] = (),
+        inputs: Sequence[str | Path] | Mapping[str, str] = (),
+        **extra: Any,
+    ) -> None:
+        """Record that ``step`` finished: its outputs and the content hashes of its inputs.
+
+        ``inputs``: the files or folders the step read (hashed now), or hashes taken when it started.
+        """
+        hashes = dict(inputs) if isinstance(inputs, Mapping) else self.input_hashes(inputs)
         m = self.manifest()
         m.setdefault("steps", {})[step] = {
             "config_hash": self.config_hash,
+            "inputs": hashes,
             "outputs": [self._relative(o) for o in outputs],
             "finished": _now(),
             **extra,
@@ -303,6 +504,21 @@ class Run:
         m["updated"] = _now()
         m["finished"] = _now()
         _write_json(self.manifest_path, m)
+
+    def _seed_note(self) -> str:
+        return "" if self.seed is None else f" (seed {self.seed})"
+
+    def _resolve(self, path: str | Path) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else self.dir / p
+
+    def _name_input(self, path: str | Path) -> str:
+        """Inside the run: relative to it; in the repository: relative to that; else absolute."""
+        p = self._resolve(path).resolve()
+        for root in (self.dir, repo_root()):
+            if p.is_relative_to(root):
+                return p.relative_to(root).as_posix()
+        return p.as_posix()
 
     def _relative(self, output: str | Path) -> str:
         """An output path relative to the run directory (the manifest stays valid if the folder moves)."""

@@ -108,3 +108,15 @@ def test_every_accelerate_config_parses_as_accelerate_reads_it(path: Path) -> No
     cfg = ClusterConfig.from_yaml_file(path)
     assert cfg.num_processes >= 1
     assert cfg.compute_environment.value == "LOCAL_MACHINE"
+
+
+def test_a_key_given_twice_is_an_error_naming_it_and_its_lines(tmp_path) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text("profile: tiny\ndpo:\n  beta: 0.1\nlora:\n  r: 8\ndpo:\n  beta: 0.5\n")
+    with pytest.raises(
+        ConfigError, match=r"twice\.yaml: line 6 .*key 'dpo' is given twice \(lines 2 and 6\)"
+    ):
+        load_config(path)
+    path.write_text("profile: tiny\ndpo:\n  beta: 0.1\n  beta: 0.2\n")
+    with pytest.raises(ConfigError, match=r"key 'beta' is given twice \(lines 3 and 4\)"):
+        load_config(path)

@@ -22,8 +22,9 @@ from idfu_lab.data.curate import (
     select_problems,
     zero_pairs_reason,
 )
-from idfu_lab.data.pairs import load, load_problem_set, write_jsonl
+from idfu_lab.data.pairs import load, load_problem_set
 from idfu_lab.errors import IdfuError
+from idfu_lab.jsonl import write_records
 from idfu_lab.problems import load_mbpp
 
 MBPP = Path(__file__).resolve().parents[2] / "shared" / "data" / "mbpp" / "mbpp.jsonl"
@@ -122,7 +123,7 @@ def test_pairing_real_passing_and_failing_candidates(candidates, mbpp, tmp_path)
     assert [p["rejected_sample"] for p in unbalanced] == [2] * 5  # first failing sample, in order
 
     # curated pairs re-audit to the same verdicts under the audit's gates
-    path = write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    path = write_records(pairs, tmp_path / "pairs.jsonl")
     report = audit_pairs(load(path, problems=mbpp), workers=2)
     s = report.summary
     assert s["n_pairs"] == 10 and s["parity_violations"] == 0 and s["n_train_pairs"] == 10

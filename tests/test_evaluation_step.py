@@ -34,7 +34,7 @@ def _make_adapter(run, seed_value: int) -> None:
     torch.manual_seed(seed_value)
     base = models.load_model(run.config.model)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    get_peft_model(base, lora).save_pretrained(run.seed_path("train/adapter"))
+    get_peft_model(base, lora).save_pretrained(run.layout.adapter(run.seed))
 
 
 def _open(tmp_path, seed):
@@ -72,7 +72,7 @@ def test_evaluate_seed_writes_everything_and_resumes(tmp_path):
     assert s["comparison"]["n_problems"] == LIMIT and 0.0 <= s["pass1"]["tuned"] <= 1.0
     assert s["generation"]["base"]["replies"] == LIMIT
 
-    cache = run.path("generations/cache.jsonl")
+    cache = run.layout.generation_cache
     assert len(cache.read_text().splitlines()) == 2 * LIMIT
     again = evaluate_seed(_open(tmp_path, 42), progress=False)
     assert again.skipped and again.summary == s
@@ -225,4 +225,4 @@ def test_precision_baseline_says_when_it_applies_and_compares_paired(tmp_path) -
     assert done["status"] == "done"
     assert done["pass1_bf16"] == done["pass1_nf4"]
     assert done["comparison"]["discordant"] == 0
-    assert run.seed_path("results/base_bf16.jsonl").exists()
+    assert run.layout.results(run.seed, "base_bf16").exists()

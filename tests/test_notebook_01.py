@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from helpers import execute, glued, text
 
-from idfu_lab.data.pairs import TRAIN_FIELDS, read_jsonl
+from idfu_lab.data.pairs import TRAIN_FIELDS
+from idfu_lab.jsonl import read_records as read_jsonl
 
 pytestmark = pytest.mark.slow
 

@@ -38,7 +38,7 @@ def test_notebook_03_runs_on_the_tiny_profile(tmp_path):
     # the adapter notebook 02 would train: a real LoRA adapter with random non-zero weights
     torch.manual_seed(0)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    get_peft_model(models.load_model(run.config.model), lora).save_pretrained(run.seed_path("train/adapter"))
+    get_peft_model(models.load_model(run.config.model), lora).save_pretrained(run.layout.adapter(run.seed))
 
     out = tmp_path / "03.ipynb"
     pm.execute_notebook(

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from idfu_lab.data.pairs import Columns, iter_rows, load, load_problem_set, read_jsonl, validate_row
+from idfu_lab.data.pairs import Columns, iter_rows, load, load_problem_set, validate_row
 from idfu_lab.errors import IdfuError
+from idfu_lab.jsonl import read_records as read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "idfu_lab" / "data" / "fixture_pairs.jsonl"

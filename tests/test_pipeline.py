@@ -82,3 +82,39 @@ def test_bad_input_is_one_clear_line(args: list[str], message: str) -> None:
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_an_input_edited_in_place_reruns_its_step_and_makes_downstream_stale(tmp_path: Path, caplog) -> None:
+    """The stale-result defect: a pairs file edited in place must not leave yesterday's numbers in the book."""
+    from idfu_lab import runs
+    from idfu_lab.pipeline import notebook_inputs
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text((REPO / "idfu_lab" / "data" / "fixture_pairs.jsonl").read_text())
+    cfg = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    cfg.setdefault("data", {})["pairs"] = str(pairs)
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    run_dir = tmp_path / "run"
+
+    first = run_pipeline(
+        config, seeds=[42], run_dir=run_dir, only=["01_data_audit", "02_training"], progress=False
+    )
+    assert [r.skipped for r in first] == [False, False]
+    n_before = json.loads((run_dir / "audit" / "audit.json").read_text())["n_pairs"]
+    again = run_pipeline(
+        config, seeds=[42], run_dir=run_dir, only=["01_data_audit", "02_training"], progress=False
+    )
+    assert all(r.skipped for r in again)
+
+    lines = pairs.read_text().splitlines(keepends=True)
+    pairs.write_text("".join(lines[:-3]))  # the same file name, three pairs fewer
+    with caplog.at_level("INFO", logger="idfu_lab.pipeline"):
+        rerun = run_pipeline(config, seeds=[42], run_dir=run_dir, only=["01_data_audit"], progress=False)
+    assert [r.skipped for r in rerun] == [False]
+    assert f"input {pairs.as_posix()} changed since it ran" in caplog.text
+    assert json.loads((run_dir / "audit" / "audit.json").read_text())["n_pairs"] == n_before - 3
+
+    run = runs.open(config, run_dir=run_dir).for_seed(42)
+    reason = run.why_not_done("notebook:02_training", notebook_inputs(run, "02_training", 42, [42]))
+    assert reason == "input audit/train_pairs.jsonl changed since it ran"  # downstream is stale too

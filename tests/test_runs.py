@@ -61,3 +61,53 @@ def test_a_relative_run_directory_records_outputs_that_resolve(tmp_path, monkeyp
     assert all(run.is_done(s) for s in "abc")
     with pytest.raises(IdfuError, match="outside the run directory"):
         run.mark_done("d", [tmp_path / "elsewhere.txt"])
+
+
+def test_layout_names_every_artefact_once(tmp_path) -> None:
+    layout = runs.RunLayout(tmp_path)
+    assert layout.results(7, "base") == tmp_path / "seed-7" / "results" / "base.jsonl"
+    assert layout.adapter(7) == tmp_path / "seed-7" / "train" / "adapter"
+    assert layout.delta_json(7).parent == layout.delta_dir(7) == tmp_path / "seed-7" / "delta"
+    assert layout.train_pairs == tmp_path / "audit" / "train_pairs.jsonl"
+    assert layout.executed_notebook("01_data_audit") == tmp_path / "notebooks" / "01_data_audit.ipynb"
+    assert (
+        layout.executed_notebook("03_evaluation", 7)
+        == tmp_path / "notebooks" / "seed-7" / "03_evaluation.ipynb"
+    )
+    assert not any(tmp_path.iterdir())  # naming a path creates nothing
+    for seed in (123, 7, 42):
+        layout.seed_dir(seed).mkdir()
+    (tmp_path / "seed-x").mkdir()
+    assert layout.seeds_present() == [7, 42, 123]  # numeric order, not string order
+
+
+def test_a_changed_input_makes_a_step_stale_and_says_why(tmp_path, caplog) -> None:
+    run = runs.open("tiny", seed=42, run_dir=tmp_path / "r")
+    source = tmp_path / "pairs.jsonl"
+    source.write_text('{"a": 1}\n')
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(b"\0\1")
+    out = run.seed_path("x/out.txt")
+    out.write_text("1")
+    run.mark_done("step", [out], inputs=[source, folder])
+    assert run.is_done("step", [source, folder])
+    assert run.why_not_done("step", [source, folder]) is None
+
+    source.write_text('{"a": 2}\n')  # edited in place: same name, same size, other content
+    assert run.why_not_done("step", [source, folder]) == f"input {source.as_posix()} changed since it ran"
+    with caplog.at_level("INFO", logger="idfu_lab.runs"):
+        assert not run.is_done("step", [source, folder])
+    assert "changed since it ran" in caplog.text
+    source.write_text('{"a": 1}\n')
+    assert run.is_done("step", [source, folder])  # content, not timestamps, decides
+
+    (folder / "w.bin").write_bytes(b"\0\2")  # a file inside a folder input
+    assert "changed" in run.why_not_done("step", [source, folder])
+    (folder / "w.bin").write_bytes(b"\0\1")
+    other = tmp_path / "problems.jsonl"
+    other.write_text("")
+    assert "did not read" in run.why_not_done("step", [source, folder, other])
+    source.unlink()
+    assert "changed" in run.why_not_done("step", [source, folder])  # a vanished input is a change
+    assert run.why_not_done("never", []) == "not run yet"

@@ -54,6 +54,7 @@ def _rows(passed: np.ndarray, failures: np.ndarray, task_ids: list[str]) -> list
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -76,8 +77,8 @@ def build_run(run_dir: Path, seeds: tuple[int, ...] = (42, 123, 7), rng_seed: in
         tuned_fail = np.where(
             rng.random(len(task_ids)) < 0.2, rng.choice(labels, size=len(task_ids), p=probs), base_fail
         )
-        write_jsonl(run.seed_path("results/base.jsonl", seed=seed), _rows(base_pass, base_fail, task_ids))
-        write_jsonl(run.seed_path("results/tuned.jsonl", seed=seed), _rows(tuned_pass, tuned_fail, task_ids))
+        write_jsonl(run.layout.results(seed, "base"), _rows(base_pass, base_fail, task_ids))
+        write_jsonl(run.layout.results(seed, "tuned"), _rows(tuned_pass, tuned_fail, task_ids))
     return run
 
 
@@ -92,8 +93,8 @@ def test_summarise_writes_the_tables_and_agrees_with_stats(tmp_path: Path) -> No
     assert list(s.headline.columns[:4]) == [stats.PASS1_COLUMN, "NAME_ERROR", "ASSERTION_FAIL", "TYPE_ERROR"]
     assert len(s.per_seed) == 6 and set(s.per_seed["method"]) == {"wilson"}
 
-    base = load_results(run.seed_path("results/base.jsonl", seed=123))
-    tuned = load_results(run.seed_path("results/tuned.jsonl", seed=123))
+    base = load_results(run.layout.results(123, "base"))
+    tuned = load_results(run.layout.results(123, "tuned"))
     direct = stats.paired_comparison(base, tuned, alpha=0.05, n_boot=500, seed=0)
     row = s.paired.set_index("seed").loc[123]
     assert row["mcnemar_p"] == pytest.approx(direct["mcnemar_p"])
@@ -101,10 +102,7 @@ def test_summarise_writes_the_tables_and_agrees_with_stats(tmp_path: Path) -> No
     assert [[row["both_pass"], row["base_only"]], [row["tuned_only"], row["both_fail"]]] == direct["table"]
 
     tuned_mean, tuned_sd = s.stat("DPO (tuned adapter)")
-    per_seed = [
-        100 * stats.pass_at_1(load_results(run.seed_path("results/tuned.jsonl", seed=x)))
-        for x in (42, 123, 7)
-    ]
+    per_seed = [100 * stats.pass_at_1(load_results(run.layout.results(x, "tuned"))) for x in (42, 123, 7)]
     assert (tuned_mean, tuned_sd) == (
         pytest.approx(np.mean(per_seed)),
         pytest.approx(np.std(per_seed, ddof=1)),
@@ -122,7 +120,7 @@ def test_summarise_writes_the_tables_and_agrees_with_stats(tmp_path: Path) -> No
 
 def test_missing_seeds_are_reported_and_the_rest_used(tmp_path: Path) -> None:
     run = build_run(tmp_path / "run", seeds=(42, 7))
-    run.seed_path("results/tuned.jsonl", seed=7).unlink()
+    run.layout.results(7, "tuned").unlink()
     s = summarise(run, n_boot=200)
     assert s.seeds == [42]
     assert s.missing == {123: "missing seed-123/results/base.jsonl, seed-123/results/tuned.jsonl",
@@ -142,7 +140,7 @@ def test_no_seed_with_results_is_an_error(tmp_path: Path) -> None:
 
 def test_a_malformed_results_line_names_file_and_line(tmp_path: Path) -> None:
     run = build_run(tmp_path / "run", seeds=(42,))
-    path = run.seed_path("results/tuned.jsonl", seed=42)
+    path = run.layout.results(42, "tuned")
     path.write_text(path.read_text() + "{not json\n")
     with pytest.raises(IdfuError, match=rf"{path}:165: malformed JSON"):
         summarise(run)

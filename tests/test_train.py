@@ -73,7 +73,7 @@ def write_train_pairs(path: Path, limit: int | None = None) -> list[dict]:
 def _open(run_dir: Path, seed: int = 42, overrides: dict | None = None, write_pairs: bool = True) -> runs.Run:
     run = runs.open("tiny", seed=seed, run_dir=run_dir, overrides={**FAST, **(overrides or {})})
     if write_pairs:
-        write_train_pairs(run.path(train.PAIRS_REL))
+        write_train_pairs(run.layout.train_pairs)
     return run
 
 
@@ -222,7 +222,7 @@ def test_artefacts_and_summary(trained: runs.Run) -> None:
         assert p.exists(), p
     assert not paths.checkpoints.exists()  # removed once the adapter is saved
     s = train.load_summary(trained)
-    pairs = train.read_train_pairs(trained.path(train.PAIRS_REL))
+    pairs = train.read_train_pairs(trained.layout.train_pairs)
     assert (
         s["n_pairs_in"] == len(pairs) and s["n_filtered_prompt_too_long"] == 0 and s["n_train"] == len(pairs)
     )
@@ -248,7 +248,7 @@ def test_margins_are_the_implicit_reward_margin(trained: runs.Run) -> None:
 
     cfg = trained.config
     margins = train.load_margins(trained)
-    pairs = {p["id"]: p for p in train.read_train_pairs(trained.path(train.PAIRS_REL))}
+    pairs = {p["id"]: p for p in train.read_train_pairs(trained.layout.train_pairs)}
     assert set(margins["id"]) == set(pairs)
     for _, m in margins.iterrows():
         assert m["rejected_outcome"] == pairs[m["id"]]["rejected_outcome"]
@@ -363,7 +363,7 @@ def test_finished_seed_is_skipped_unless_forced(tmp_path: Path) -> None:
     forced = train.train_seed(run, force=True, progress=False)
     assert not forced.skipped and forced.summary["wall_time_s"] != first.summary["wall_time_s"]
     # new pairs make the finished seed stale
-    pairs_file = run.path(train.PAIRS_REL)
+    pairs_file = run.layout.train_pairs
     lines = pairs_file.read_text().splitlines()
     pairs_file.write_text("\n".join(lines[:-1]) + "\n")
     retrained = train.train_seed(run, progress=False)

@@ -884,9 +884,9 @@ def across_seeds(source: Run | Mapping[int, Mapping[str, Any] | str | Path]) -> 
     ``every seed`` (the same flip in all seeds), ``one seed`` or ``some seeds``.
     """
     deltas: dict[int, Mapping[str, Any]] = {}
-    if hasattr(source, "seeds") and hasattr(source, "dir"):
+    if hasattr(source, "seeds") and hasattr(source, "layout"):
         for seed in source.seeds:
-            p = Path(source.dir) / f"seed-{seed}" / "delta" / "delta.json"
+            p = source.layout.delta_json(seed)
             if p.is_file():
                 deltas[seed] = load_delta(p)
     else:

@@ -37,7 +37,7 @@ import pandas as pd
 
 from idfu_lab.errors import IdfuError
 from idfu_lab.generation.postprocess import IMPORTS, POSTPROCESS, apply_rows
-from idfu_lab.jsonl import iter_records
+from idfu_lab.jsonl import iter_records, write_records
 
 if TYPE_CHECKING:  # pragma: no cover
     from idfu_lab.problems import Problem
@@ -399,13 +399,15 @@ class SeedEvaluation:
 
 
 def _paths(run: Run) -> SeedEvaluation:
+    for folder in (run.layout.results_dir(run.seed), run.layout.generations(run.seed, "base").parent):
+        folder.mkdir(parents=True, exist_ok=True)
     return SeedEvaluation(
         seed=run.seed,  # type: ignore[arg-type]
-        generations={m: run.seed_path(f"generations/{m}.jsonl") for m in MODELS},
-        results={m: run.seed_path(f"results/{m}.jsonl") for m in MODELS},
-        sensitivity=run.seed_path("results/sensitivity.csv"),
-        transitions=run.seed_path("results/sensitivity_transitions.csv"),
-        summary_path=run.seed_path("results/evaluation.json"),
+        generations={m: run.layout.generations(run.seed, m) for m in MODELS},
+        results={m: run.layout.results(run.seed, m) for m in MODELS},
+        sensitivity=run.layout.results_dir(run.seed) / "sensitivity.csv",
+        transitions=run.layout.results_dir(run.seed) / "sensitivity_transitions.csv",
+        summary_path=run.layout.results_dir(run.seed) / "evaluation.json",
     )
 
 
@@ -413,7 +415,7 @@ def adapter_dir(run: Run) -> Path:
     """The seed's trained adapter (written by the training step), checked to exist."""
     from idfu_lab.generation.generate import adapter_hash
 
-    path = run.seed_path("train/adapter")
+    path = run.layout.adapter(run.seed)
     if not path.is_dir():
         raise IdfuError(
             f"no trained adapter at {path}: run the training step (notebook 02) for seed {run.seed} first"
@@ -427,7 +429,7 @@ def evaluate_seed(
 ) -> SeedEvaluation:
     """Generate, judge and compare base vs tuned for ``run.seed``; resumable (see the module docstring)."""
     from idfu_lab.analysis import stats
-    from idfu_lab.generation.generate import adapter_hash, generate, write_jsonl
+    from idfu_lab.generation.generate import adapter_hash, generate
 
     if run.seed is None:
         raise IdfuError("evaluate_seed needs a run opened with a seed")
@@ -435,8 +437,8 @@ def evaluate_seed(
     out = _paths(run)
     adapter = adapter_dir(run)
     a_hash = adapter_hash(adapter)
-    rec = run.manifest().get("steps", {}).get(STEP, {})
-    if not force and run.is_done(STEP) and rec.get("adapter_hash") == a_hash:
+    inputs = run.input_hashes([adapter])
+    if not force and run.is_done(STEP, inputs):
         logger.info("evaluation of seed %s: done for this config and adapter, skipped", run.seed)
         out.summary = json.loads(out.summary_path.read_text())
         out.skipped = True
@@ -444,7 +446,8 @@ def evaluate_seed(
 
     problems_list = benchmark_problems(run)
     problems = {p.task_id: p for p in problems_list}
-    cache = run.path("generations/cache.jsonl")
+    cache = run.layout.generation_cache
+    cache.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     gens = {
         "base": generate(
@@ -462,7 +465,7 @@ def evaluate_seed(
     }
     gen_wall = time.perf_counter() - t0
     for m in MODELS:
-        write_jsonl(gens[m], out.generations[m])
+        write_records(gens[m], out.generations[m])
 
     reference = (cfg.evaluation.postprocess, cfg.evaluation.imports)
     policies = ALL_POLICIES if sensitivity else (reference,)
@@ -478,7 +481,7 @@ def evaluate_seed(
     judge_wall = time.perf_counter() - t1
     policy = {"postprocess": reference[0], "imports": reference[1]}
     for m in MODELS:
-        write_jsonl(judged[m][reference], out.results[m])
+        write_records(judged[m][reference], out.results[m])
         _write_meta(
             out.results[m],
             problems,
@@ -526,7 +529,7 @@ def evaluate_seed(
         out.transitions,
         out.summary_path,
     ]
-    run.mark_done(STEP, outputs, adapter_hash=a_hash)
+    run.mark_done(STEP, outputs, inputs=inputs, adapter_hash=a_hash)
     logger.info(
         "seed %s: pass@1 base %.4f, tuned %.4f (generation %.1f s, judging %.1f s)",
         run.seed,
@@ -557,7 +560,7 @@ def precision_baseline(
     import dataclasses
 
     from idfu_lab.analysis import stats
-    from idfu_lab.generation.generate import generate, write_jsonl
+    from idfu_lab.generation.generate import generate
 
     cfg = run.config
     if not cfg.model.load_in_4bit:
@@ -576,7 +579,7 @@ def precision_baseline(
         bf16,
         cfg.generation,
         list(problems_list),
-        cache_path=run.path("generations/cache.jsonl"),
+        cache_path=run.layout.generation_cache,
         seed=run.seed or 0,
         progress=progress,
     )
@@ -588,8 +591,8 @@ def precision_baseline(
         imports=cfg.evaluation.imports,
         **_run_kw(cfg.evaluation),
     )
-    path = run.seed_path("results/base_bf16.jsonl")
-    write_jsonl(rows, path)
+    path = run.layout.results(run.seed, "base_bf16")
+    write_records(rows, path)
     frame = pd.DataFrame(rows)
     comparison = stats.paired_comparison(
         frame, base, alpha=cfg.evaluation.alpha, n_boot=cfg.evaluation.bootstrap_samples, seed=run.seed or 0

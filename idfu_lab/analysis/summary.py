@@ -62,7 +62,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
 
 def results_path(run: Run, seed: int, name: str) -> Path:
     """Where a seed's results file lives (no folder is created: reading must not leave traces)."""
-    return run.for_seed(seed).seed_dir / "results" / name
+    return run.layout.results_dir(seed) / name
 
 
 def seed_results(run: Run, seed: int) -> dict[str, pd.DataFrame | None]:
@@ -374,14 +374,17 @@ def _complete_counts(counts: pd.DataFrame, seeds: list[int], categories: list[st
 
 def write_summary(run: Run, summary: Summary) -> dict[str, str]:
     """Write ``summary/summary.json`` and the CSV tables through the run object; returns their paths."""
-    files = {
-        "summary.json": run.path("summary/summary.json"),
-        "headline.csv": run.path("summary/headline.csv"),
-        "headline_numbers.csv": run.path("summary/headline_numbers.csv"),
-        "per_seed.csv": run.path("summary/per_seed.csv"),
-        "paired.csv": run.path("summary/paired.csv"),
-        "counts.csv": run.path("summary/counts.csv"),
-    }
+    folder = run.layout.summary_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    names = (
+        "summary.json",
+        "headline.csv",
+        "headline_numbers.csv",
+        "per_seed.csv",
+        "paired.csv",
+        "counts.csv",
+    )
+    files = {name: folder / name for name in names}
     files["summary.json"].write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     summary.headline.to_csv(files["headline.csv"], index_label="approach")
     summary.headline_numbers.to_csv(files["headline_numbers.csv"], index=False)

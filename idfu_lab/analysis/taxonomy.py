@@ -504,7 +504,8 @@ def problems_for(run: Run) -> dict[str, Problem]:
 def load_pair(run: Run, seed: int | None = None) -> dict[str, list[dict[str, Any]]]:
     """``{"base": rows, "tuned": rows}`` from a seed's ``results/`` folder."""
     return {
-        side: read_results(run.seed_path(f"results/{side}.jsonl", seed=seed)) for side in ("base", "tuned")
+        side: read_results(run.layout.results(run.seed if seed is None else seed, side))
+        for side in run.layout.MODELS
     }
 
 
@@ -512,8 +513,7 @@ def load_seeds(run: Run) -> dict[int, dict[str, list[dict[str, Any]]]]:
     """The base/tuned results of every seed of the recipe whose two results files exist."""
     out: dict[int, dict[str, list[dict[str, Any]]]] = {}
     for seed in run.seeds:
-        base = run.dir / f"seed-{seed}" / "results" / "base.jsonl"
-        tuned = run.dir / f"seed-{seed}" / "results" / "tuned.jsonl"
+        base, tuned = (run.layout.results(seed, side) for side in run.layout.MODELS)
         if base.is_file() and tuned.is_file():
             out[seed] = {"base": read_results(base), "tuned": read_results(tuned)}
     return out

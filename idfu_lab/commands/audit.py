@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from idfu_lab.commands._common import add_config, out_dir, out_file
 from idfu_lab.errors import IdfuError
 
 
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--problems",
         help="problem set that pairs' problem_id refer to: an MBPP/HumanEval file, 'humaneval' or a Hub id",
     )
-    a.add_argument("--out", required=True, help="output folder")
+    a.add_argument("--out", required=True, type=out_dir, help="output folder")
     a.add_argument(
         "--config",
         help="a recipe (or profile name): its tokenizer, length limits, thresholds and column names; "
@@ -44,9 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "PAIRS.jsonl.report.json; the samples are cached in PAIRS.jsonl.generations.jsonl (a re-run resumes)."
         ),
     )
-    c.add_argument("--config", required=True, help="a recipe or profile name (the model and its decoding)")
+    add_config(c, required=True)
     c.add_argument("--problems", required=True, help="problem pool: an MBPP/HumanEval file or a Hub id")
-    c.add_argument("--out", required=True, help="output pairs file (.jsonl)")
+    c.add_argument("--out", required=True, type=out_file, help="output pairs file (.jsonl)")
     c.add_argument("--samples", type=int, default=4, help="samples per problem, K (default 4)")
     c.add_argument(
         "--max-pairs-per-problem", type=int, default=2, help="at most M pairs per problem (default 2)"

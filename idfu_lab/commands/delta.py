@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from idfu_lab.commands._common import out_dir
+
 
 def _delta(args: argparse.Namespace) -> int:
     from idfu_lab.analysis.annotate import human_labels, read_annotations, validate
@@ -45,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("base", metavar="BASE_RESULTS", help="results JSONL of the reference side")
     p.add_argument("tuned", metavar="TUNED_RESULTS", help="results JSONL of the side compared with it")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for delta.json and delta.html")
+    p.add_argument(
+        "--out", required=True, type=out_dir, metavar="DIR", help="folder for delta.json and delta.html"
+    )
     p.add_argument(
         "--problems",
         default="humaneval",

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from idfu_lab.commands._common import add_config, add_no_progress, out_file
 from idfu_lab.errors import IdfuError
 
 
 def _generate(args: argparse.Namespace) -> int:
     from idfu_lab.analysis.evaluation import load_benchmark
     from idfu_lab.config import load_config
-    from idfu_lab.generation.generate import generate, write_jsonl
+    from idfu_lab.generation.generate import generate
+    from idfu_lab.jsonl import write_records
 
     cfg = load_config(args.config)
     problems = list(load_benchmark(cfg.evaluation.benchmark).values())
@@ -31,22 +33,22 @@ def _generate(args: argparse.Namespace) -> int:
         cache_path=cache,
         seed=args.seed,
         num_samples=args.num_samples,
-        progress=not args.quiet,
+        progress=not args.no_progress,
     )
-    write_jsonl(rows, out)
+    write_records(rows, out)
     print(f"wrote {len(rows)} generations for {len(problems)} problems to {out} (cache: {cache})")
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
     from idfu_lab.analysis.evaluation import load_benchmark
-    from idfu_lab.generation.generate import write_jsonl
     from idfu_lab.generation.importers import check_task_ids, import_file
+    from idfu_lab.jsonl import write_records
 
     rows = import_file(args.file, args.format, model=args.model, field=args.field)
     if args.benchmark:
         check_task_ids(rows, set(load_benchmark(args.benchmark)), args.file)
-    write_jsonl(rows, args.out)
+    write_records(rows, args.out)
     n_tasks = len({r["task_id"] for r in rows})
     fields = sorted({r["source_field"] for r in rows})
     print(
@@ -63,8 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Batched generation, cached by model/adapter/decoding/template/problem: an interrupted "
         "run resumes where it stopped.",
     )
-    p.add_argument("config", help="a profile name (tiny, paper) or a YAML recipe")
-    p.add_argument("--out", required=True, help="generations JSONL to write")
+    add_config(p, required=True)
+    p.add_argument("--out", required=True, type=out_file, help="generations JSONL to write")
     p.add_argument("--adapter", help="a PEFT adapter folder to load on top of the model")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (ignored by greedy decoding)")
     p.add_argument("--num-samples", type=int, help="samples per problem (default: the config's)")
@@ -72,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--limit", type=int, help="only the first N problems (default: the config's evaluation.limit)"
     )
     p.add_argument("--cache", help="cache file (default: OUT.cache.jsonl)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_no_progress(p)
     p.set_defaults(func=_generate)
 
     q = subparsers.add_parser(
@@ -85,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--format", required=True, choices=("humaneval", "evalplus", "bigcode"), help="input format"
     )
-    q.add_argument("--out", required=True, help="generations JSONL to write")
+    q.add_argument("--out", required=True, type=out_file, help="generations JSONL to write")
     q.add_argument("--model", help="model name recorded on every row (default: the file's stem)")
     q.add_argument("--field", default="completion", help="humaneval format: the field holding the text")
     q.add_argument(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from idfu_lab.commands._common import CONFIG_HELP, add_config, add_seeds, out_dir
+from idfu_lab.errors import IdfuError
 from idfu_lab.pipeline import NOTEBOOKS
 
 
@@ -13,11 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="execute the notebooks with papermill: 01 once, 02-05 per seed, 06 over all seeds",
         description="Execute the study's notebooks with papermill into a run directory (resumable).",
     )
-    p.add_argument(
-        "--config", default="configs/tiny.yaml", help="a YAML recipe or a profile name (tiny, paper)"
-    )
-    p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the config's)")
-    p.add_argument("--run-dir", help="run directory (default: runs/<config stem>)")
+    add_config(p, default="configs/tiny.yaml")
+    add_seeds(p)
+    p.add_argument("--run-dir", type=out_dir, help="run directory (default: runs/<config stem>)")
     p.add_argument("--force", action="store_true", help="re-run notebooks and steps that are already done")
     p.add_argument(
         "--only", nargs="+", choices=NOTEBOOKS, metavar="NOTEBOOK", help="run only these notebooks"
@@ -25,8 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
     p.set_defaults(func=_run)
 
-    c = sub.add_parser("config", help="validate a recipe and print it with every default resolved")
-    c.add_argument("config", help="a YAML recipe or a profile name (tiny, paper)")
+    c = sub.add_parser(
+        "config",
+        help="validate a recipe and print it with every default resolved",
+        description="Load a recipe exactly as a run would (unknown keys, wrong types and repeated keys are "
+        "errors naming the key and line) and print it with every default written out, or list every key.",
+    )
+    c.add_argument("recipe", nargs="?", metavar="CONFIG", help=CONFIG_HELP)
+    add_config(c)
     c.add_argument("--keys", action="store_true", help="list every key with its default and meaning")
     c.set_defaults(func=_config)
 
@@ -52,7 +58,14 @@ def _run(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace) -> int:
     from idfu_lab.config import config_hash, describe, load_config, to_yaml
 
-    cfg = load_config(args.config)
+    source = args.config or args.recipe
+    if args.keys and source is None:
+        for key, default, help_text in describe():
+            print(f"{key:45s} {default:30s} {help_text}")
+        return 0
+    if source is None:
+        raise IdfuError("give a recipe: idfu-lab config tiny, or --config configs/paper.yaml")
+    cfg = load_config(source)
     if args.keys:
         for key, default, help_text in describe():
             print(f"{key:45s} {default:30s} {help_text}")

@@ -50,8 +50,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from idfu_lab.data.pairs import TRAIN_FIELDS, Pair, PairSet, gate_pairs, read_jsonl, write_jsonl
+from idfu_lab.data.pairs import TRAIN_FIELDS, Pair, PairSet, gate_pairs
 from idfu_lab.errors import IdfuError
+from idfu_lab.jsonl import read_records, write_records
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -365,9 +366,9 @@ class AuditReport:
         tmp = paths["audit.json"].with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.summary, indent=2, ensure_ascii=False, default=str) + "\n")
         tmp.replace(paths["audit.json"])
-        write_jsonl(paths["pairs_annotated.jsonl"], self.annotated)
-        write_jsonl(paths["quarantine.jsonl"], self.quarantine)
-        write_jsonl(paths["train_pairs.jsonl"], self.train_pairs)
+        write_records(self.annotated, paths["pairs_annotated.jsonl"])
+        write_records(self.quarantine, paths["quarantine.jsonl"])
+        write_records(self.train_pairs, paths["train_pairs.jsonl"])
         return paths
 
 
@@ -383,9 +384,9 @@ def read_report(out_dir: str | Path) -> AuditReport:
         raise IdfuError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
     return AuditReport(
         summary=summary,
-        annotated=read_jsonl(out / "pairs_annotated.jsonl"),
-        quarantine=read_jsonl(out / "quarantine.jsonl"),
-        train_pairs=read_jsonl(out / "train_pairs.jsonl"),
+        annotated=read_records(out / "pairs_annotated.jsonl"),
+        quarantine=read_records(out / "quarantine.jsonl"),
+        train_pairs=read_records(out / "train_pairs.jsonl"),
     )
 
 
@@ -759,18 +760,23 @@ def audit_config(
 def audit_run(run: Run, *, force: bool = False, progress: bool = False) -> AuditReport:
     """The run's audit (notebook 01): computed and written under ``audit/`` once, read back afterwards.
 
-    Resumable: when the ``audit`` step finished for this config hash and its files exist, the files
-    are read instead of re-running the gates.
+    Resumable: when the ``audit`` step finished for this config hash and the same pairs and problems
+    files (by content) and its files exist, the files are read instead of re-running the gates.
     """
-    out_dir = run.path("audit/audit.json").parent
-    if not force and run.is_done("audit"):
+    from idfu_lab.runs import local_data_files
+
+    out_dir = run.layout.audit_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    inputs = run.input_hashes(local_data_files(run.config))
+    if not force and run.is_done("audit", inputs):
         logger.info("audit already done for this config (%s): reading %s", run.config_hash[:12], out_dir)
         return read_report(out_dir)
     report = audit_config(run.config, progress=progress)
     paths = report.write(out_dir)
     run.mark_done(
         "audit",
-        outputs=[f"audit/{name}" for name in paths],
+        outputs=[out_dir / name for name in paths],
+        inputs=inputs,
         n_pairs=report.summary["n_pairs"],
         n_train_pairs=report.summary["n_train_pairs"],
     )

@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from idfu_lab.data.audit import code_tokens, contamination_hits, jaccard, near_duplicates
-from idfu_lab.data.pairs import job_for_code, write_jsonl
+from idfu_lab.data.pairs import job_for_code
 from idfu_lab.errors import IdfuError
+from idfu_lab.jsonl import write_records
 
 if TYPE_CHECKING:  # pragma: no cover
     from idfu_lab.config import Config
@@ -92,7 +93,7 @@ class CurationResult:
         if not self.pairs:
             logger.info("no pairs written to %s: %s", out, self.reason)
             return None
-        return write_jsonl(out, self.pairs)
+        return write_records(self.pairs, out)
 
 
 def _now() -> str:

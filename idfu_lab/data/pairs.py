@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from idfu_lab.errors import IdfuError
-from idfu_lab.jsonl import read_records, write_records
+from idfu_lab.jsonl import write_records
 
 if TYPE_CHECKING:  # pragma: no cover
     from idfu_lab.config import Config, DataConfig
@@ -175,7 +175,7 @@ class PairSet:
 
     def write_quarantine(self, path: str | Path) -> Path:
         """One JSON object per quarantined row: line, id, reason, and the row as read."""
-        return write_jsonl(path, [q.as_dict() for q in self.quarantine])
+        return write_records([q.as_dict() for q in self.quarantine], path)
 
 
 def _reason_kind(reason: str) -> str:
@@ -523,7 +523,7 @@ def load_problem_set(source: str | Path | None, *, split: str | None = None) -> 
         rows = _hub_rows(s, split)
         with tempfile.TemporaryDirectory(prefix="idfu-problems-") as tmp:
             local = Path(tmp) / "problems.jsonl"
-            write_jsonl(local, rows)
+            write_records(rows, local)
             try:
                 return problems_mod.load_problems(local)
             except IdfuError as e:
@@ -642,13 +642,3 @@ def gate_pairs(
 
 
 # --------------------------------------------------------------------------- files
-
-
-def write_jsonl(path: str | Path, rows: Sequence[Mapping[str, Any]] | Iterator[Mapping[str, Any]]) -> Path:
-    """Write rows as JSON lines (atomically: a reader never sees half a file)."""
-    return write_records((_jsonable(row) for row in rows), path)
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file written by this package (errors name the file and line)."""
-    return read_records(path)

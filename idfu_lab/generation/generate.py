@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from idfu_lab.config import GenerationConfig, ModelConfig
 from idfu_lab.errors import IdfuError
-from idfu_lab.jsonl import iter_records, write_records
+from idfu_lab.jsonl import iter_records
 
 if TYPE_CHECKING:  # pragma: no cover
     from idfu_lab.problems import Problem
@@ -189,11 +189,6 @@ def _open_for_append(path: Path):
             if not data.endswith(b"\n"):
                 fh.truncate(data.rfind(b"\n") + 1)
     return open(path, "a", encoding="utf-8")
-
-
-def write_jsonl(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Write rows as JSON lines (atomically: a partial file never stands for a finished one)."""
-    return write_records(rows, path)
 
 
 def read_generations(path: str | Path) -> list[dict[str, Any]]:

@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-import yaml
 
-from idfu_lab.config import Config, describe, from_dict, load_config, repo_root
+from idfu_lab.config import Config, describe, from_dict, load_config, load_yaml, repo_root
 from idfu_lab.errors import IdfuError
 from idfu_lab.pipeline import ONCE_AFTER, ONCE_BEFORE, PER_SEED
+from idfu_lab.runs import RunLayout
 
 logger = logging.getLogger(__name__)
 
@@ -137,15 +137,16 @@ def inspect_run(run_dir: str | Path) -> RunContents:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise BookError(f"run directory not found: {run_dir}")
-    cfg_path = run_dir / "config.yaml"
+    layout = RunLayout(run_dir)
+    cfg_path = layout.config
     if not cfg_path.exists():
         raise BookError(f"{cfg_path} is missing: {run_dir} is not a run directory (idfu-lab run writes one)")
-    config = from_dict(yaml.safe_load(cfg_path.read_text()) or {}, where=str(cfg_path))
-    nb_dir = run_dir / "notebooks"
+    config = from_dict(load_yaml(cfg_path) or {}, where=str(cfg_path))
+    nb_dir = layout.notebooks_dir
     notebooks: dict[str, Path] = {}
     missing: list[str] = []
     for stem in (*ONCE_BEFORE, *ONCE_AFTER):
-        p = nb_dir / f"{stem}.ipynb"
+        p = layout.executed_notebook(stem)
         notebooks[p.name] = p
         if not p.exists():
             missing.append(str(p))
@@ -160,7 +161,7 @@ def inspect_run(run_dir: str | Path) -> RunContents:
     seeds = _seed_order(seed_dirs, config.seeds)
     for s in seeds:
         for stem in PER_SEED:
-            p = seed_dirs[s] / f"{stem}.ipynb"
+            p = layout.executed_notebook(stem, s)
             notebooks[f"seed-{s}/{p.name}"] = p
             if not p.exists():
                 missing.append(str(p))
@@ -173,9 +174,9 @@ def inspect_run(run_dir: str | Path) -> RunContents:
     return RunContents(
         dir=run_dir,
         config=config,
-        manifest=_read_json(run_dir / "manifest.json"),
+        manifest=_read_json(layout.manifest),
         seeds=seeds,
-        seed_manifests={s: _read_json(run_dir / f"seed-{s}" / "manifest.json") for s in seeds},
+        seed_manifests={s: _read_json(layout.seed_manifest(s)) for s in seeds},
         notebooks=notebooks,
     )
 
@@ -524,7 +525,7 @@ def run_note_markdown(contents: RunContents) -> str:
     device = contents.manifest.get("device") or {}
     where = device.get("gpu") or ("a CUDA GPU" if device.get("cuda") else "a CPU")
     seeds = ", ".join(str(s) for s in contents.seeds)
-    n_pairs = _count_lines(contents.dir / "audit" / "train_pairs.jsonl")
+    n_pairs = _count_lines(RunLayout(contents.dir).train_pairs)
     pairs = f"{n_pairs} preference pairs" if n_pairs is not None else "the configured preference pairs"
     if cfg.profile == "tiny":
         t = cfg.model.tiny

@@ -43,6 +43,7 @@ import yaml
 from idfu_lab.config import repo_root
 from idfu_lab.errors import IdfuError
 from idfu_lab.report.book import LOST_FIGURE
+from idfu_lab.runs import RunLayout
 
 logger = logging.getLogger(__name__)
 
@@ -642,7 +643,7 @@ def check_book(
     return check_pages(
         root / "_build" / "html",
         pages,
-        shots=Path(shots) if shots else Path(run_dir) / "book-check",
+        shots=Path(shots) if shots else RunLayout(run_dir).book_check_dir,
         executable=executable,
         require_alt=require_alt,
     )

@@ -94,8 +94,6 @@ logger = logging.getLogger(__name__)
 
 #: Name of the resumable step in the seed's manifest.
 STEP = "train"
-#: Where notebook 01 (``idfu-lab audit``) leaves the pairs that passed the audit.
-PAIRS_REL = "audit/train_pairs.jsonl"
 #: Required fields of a training pair.
 PAIR_FIELDS = ("id", "prompt", "chosen", "rejected")
 #: Checkpoints kept on disk while training (the last one is the resume point).
@@ -122,10 +120,11 @@ class TrainPaths:
 
     @classmethod
     def for_run(cls, run: Any) -> TrainPaths:
-        d = run.seed_path("train/summary.json").parent
+        d = run.layout.train_dir(run.seed)
+        d.mkdir(parents=True, exist_ok=True)
         return cls(
             dir=d,
-            adapter=d / "adapter",
+            adapter=run.layout.adapter(run.seed),
             checkpoints=d / "checkpoints",
             log_history=d / "log_history.csv",
             margins=d / "margins.jsonl",
@@ -662,7 +661,7 @@ def train_seed(
         raise IdfuError("training needs a seed: open the run with runs.open(config, seed=...)")
     cfg: Config = run.config
     paths = TrainPaths.for_run(run)
-    pairs_path = run.path(PAIRS_REL)
+    pairs_path = run.layout.train_pairs
     if not pairs_path.exists():
         raise IdfuError(
             f"{pairs_path}: no training pairs. Run notebook 01 (01_data_audit) or `idfu-lab audit --config "
@@ -671,8 +670,8 @@ def train_seed(
     pairs_sha = file_sha256(pairs_path)
     main = _is_main_process()
 
-    record = run.manifest().get("steps", {}).get(STEP, {})
-    if not force and run.is_done(STEP) and record.get("pairs_sha256") == pairs_sha:
+    inputs = run.input_hashes([pairs_path])
+    if not force and run.is_done(STEP, inputs):
         logger.info("seed %s already trained for this recipe and these pairs: skipped", run.seed)
         return TrainResult(run.seed, True, paths, json.loads(paths.summary.read_text()))
     if force and main:
@@ -785,7 +784,7 @@ def train_seed(
                 "resumed_from": summary["resumed_from"],
             }
         )
-        run.mark_done(STEP, paths.outputs(), pairs_sha256=pairs_sha)
+        run.mark_done(STEP, paths.outputs(), inputs=inputs, pairs_sha256=pairs_sha)
         logger.info(
             "seed %s trained: %d steps in %.1f s, final loss %s, mean margin %.4f",
             run.seed,

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from idfu_lab.commands._common import add_config, add_no_progress, add_seeds, out_dir
 from idfu_lab.config import Config
 from idfu_lab.errors import IdfuError
 from idfu_lab.training.dpo import train_seed
@@ -34,13 +35,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         prog="python -m idfu_lab.training.launch",
         description="Train one seed's LoRA adapter with DPO (also an `accelerate launch -m` entry point).",
     )
-    p.add_argument(
-        "--config", default="configs/tiny.yaml", help="a YAML recipe or a profile name (tiny, paper)"
-    )
-    p.add_argument(
-        "--seed", type=int, nargs="+", help="training seed(s), one after another (default: the config's)"
-    )
-    p.add_argument("--run-dir", help="run directory (default: runs/<config stem>)")
+    add_config(p, default="configs/tiny.yaml")
+    add_seeds(p, "training seed(s), one after another (default: the recipe's)")
+    p.add_argument("--run-dir", type=out_dir, help="run directory (default: runs/<config stem>)")
     p.add_argument(
         "--force", action="store_true", help="retrain even when the seed is done; drop its checkpoints"
     )
@@ -52,7 +49,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         metavar="KEY=VALUE",
         help="override a recipe key, e.g. --set dpo.max_steps=3 (YAML value; repeatable)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_no_progress(p)
     p.add_argument(
         "--estimate-memory",
         action="store_true",
@@ -105,7 +102,7 @@ def run_from_args(args: argparse.Namespace, echo: Any = None) -> int:
                 f"  {r['total'] / GIB:6.2f} GiB  (weights {r['weights'] / GIB:.2f}, activations {r['activations'] / GIB:.2f})"
             )
         return 0
-    seeds = args.seed or load_config(args.config, overrides=overrides).seeds
+    seeds = args.seeds or load_config(args.config, overrides=overrides).seeds
     for seed in seeds:
         run = _open_run(args.config, seed, args.run_dir, overrides)
         result = train_seed(run, force=args.force, progress=not args.no_progress)
