@@ -392,11 +392,6 @@ class SeedEvaluation:
 
         return read_results(self.results[model])
 
-    def generations_rows(self, model: str) -> list[dict[str, Any]]:
-        from idfu_lab.generation.generate import read_generations
-
-        return read_generations(self.generations[model])
-
 
 def _paths(run: Run) -> SeedEvaluation:
     for folder in (run.layout.results_dir(run.seed), run.layout.generations(run.seed, "base").parent):

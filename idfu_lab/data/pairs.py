@@ -41,7 +41,7 @@ from idfu_lab.errors import IdfuError
 from idfu_lab.jsonl import write_records
 
 if TYPE_CHECKING:  # pragma: no cover
-    from idfu_lab.config import Config, DataConfig
+    from idfu_lab.config import DataConfig
     from idfu_lab.problems import Problem
     from idfu_lab.sandbox.executor import Job, Verdict
 
@@ -594,18 +594,6 @@ def load(
     for q in quarantine[:5]:
         logger.warning("%s row %d quarantined: %s", source, q.line, q.reason)
     return result
-
-
-def load_from_config(cfg: Config) -> PairSet:
-    """The config's pair set (``data.pairs``) with its problem set (``data.problems``), columns and limit."""
-    problems = load_problem_set(cfg.data.problems) if cfg.data.problems else None
-    return load(
-        cfg.data.pairs,
-        problems=problems,
-        columns=Columns.from_config(cfg.data),
-        split=cfg.data.split,
-        limit=cfg.data.limit,
-    )
 
 
 # --------------------------------------------------------------------------- the gates
