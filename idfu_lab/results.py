@@ -70,7 +70,10 @@ def counts_table(results: Any) -> pandas.DataFrame:
     """
     import pandas as pd
 
-    frame = results if isinstance(results, pd.DataFrame) else pd.DataFrame(list(results))
+    if isinstance(results, pd.DataFrame):
+        frame = results
+    else:
+        frame = pd.DataFrame([{"outcome": r["outcome"], "phase": r.get("phase")} for r in results])
     if frame.empty:
         return pd.DataFrame(columns=["definition", "test", "total"])
     phase = frame["phase"].where(frame["phase"].notna(), "none").astype(str)
@@ -115,11 +118,30 @@ def read_result_rows(
     return rows
 
 
-def read_results(path: str | Path) -> pandas.DataFrame:
-    """A results JSONL as a frame (task_id, passed, outcome, phase, ... and the input's fields)."""
+def rows_frame(rows: Sequence[dict[str, Any]]) -> pandas.DataFrame:
+    """Rows as a frame, whatever text they hold.
+
+    pandas' default string dtype (Arrow) cannot hold a lone surrogate, which model output and
+    exception messages may contain (results files keep them as JSON escapes, see
+    :mod:`idfu_lab.jsonl`): a column that holds one stays an object column, exactly as read.
+    """
     import pandas as pd
 
-    frame = pd.DataFrame(read_result_rows(path))
+    try:
+        return pd.DataFrame(rows)
+    except UnicodeEncodeError:
+        frame = pd.DataFrame(rows, dtype=object)
+        for column in frame.columns:
+            try:
+                frame[column] = frame[column].infer_objects()
+            except UnicodeEncodeError:
+                continue
+        return frame
+
+
+def read_results(path: str | Path) -> pandas.DataFrame:
+    """A results JSONL as a frame (task_id, passed, outcome, phase, ... and the input's fields)."""
+    frame = rows_frame(read_result_rows(path))
     for column in VERDICT_FIELDS:
         if column not in frame.columns:
             frame[column] = None

@@ -1,9 +1,14 @@
-"""``idfu-lab evaluate`` and ``idfu-lab taxonomy``: thin wrappers over :mod:`idfu_lab.sandbox.executor`.
+"""``idfu-lab evaluate``, ``evaluate-merge`` and ``taxonomy``: thin wrappers over :mod:`idfu_lab.analysis.judge`.
 
 ``evaluate`` judges a samples file and prints pass@k and the outcome × phase table; ``taxonomy``
 prints the same table for an existing results file. The notebooks call the Python API directly; these
 commands exist for people who bring their own samples. Exit status 0 whenever every sample was
-judged, whatever the verdicts; bad input raises :class:`~idfu_lab.errors.IdfuError` (status 2).
+judged, whatever the verdicts; bad input raises :class:`~idfu_lab.errors.IdfuError` (status 2); a run
+stopped by SIGINT/SIGTERM says what it kept and exits with 128 + the signal's number (130, 143).
+
+Merging is its own command rather than ``evaluate --merge``: it takes N results files and no samples
+file, and none of ``evaluate``'s options (benchmark, limits, policy, workers) applies to it; every one
+of them is read from the shards' sidecars and checked to agree instead.
 """
 
 from __future__ import annotations
@@ -45,6 +50,28 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _memory_mb(text: str) -> int:
+    """A per-sample memory cap this machine can give (0: none); checked before any work."""
+    from idfu_lab.analysis.judge import check_memory_mb
+    from idfu_lab.errors import IdfuError
+
+    value = _non_negative_int(text)
+    try:
+        check_memory_mb(value)
+    except IdfuError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from idfu_lab.analysis.judge import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def register(subparsers: Any) -> None:
     """Add the ``evaluate`` and ``taxonomy`` subcommands."""
     from idfu_lab.sandbox.executor import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
@@ -79,10 +106,10 @@ def register(subparsers: Any) -> None:
     )
     evaluate.add_argument(
         "--memory-mb",
-        type=_non_negative_int,
+        type=_memory_mb,
         default=DEFAULT_MEMORY_MB,
         metavar="MB",
-        help=f"address-space cap per sample, 0 for none (default: {DEFAULT_MEMORY_MB})",
+        help=f"address-space cap per sample, 0 for none, at most the machine's memory (default: {DEFAULT_MEMORY_MB})",
     )
     evaluate.add_argument(
         "--postprocess",
@@ -96,8 +123,33 @@ def register(subparsers: Any) -> None:
         default="none",
         help="which imports to add to the candidate code (default: none)",
     )
+    evaluate.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from RESULTS.partial (checked to be the same samples and settings)",
+    )
+    evaluate.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        metavar="K/N",
+        help="judge only rows K, K+N, K+2N, ... of SAMPLES (1-based K); join the N files with evaluate-merge",
+    )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(func=run_evaluate)
+
+    merge = subparsers.add_parser(
+        "evaluate-merge",
+        help="join the results of 'evaluate --shard K/N' runs into one results file",
+        description=(
+            "Interleave the N shard results of one run back into input order: the file an unsharded "
+            "'evaluate' writes, with its RESULTS.meta.json. Every shard must be present once, complete, "
+            "and of the same samples and settings."
+        ),
+    )
+    merge.add_argument("shards", nargs="+", metavar="SHARD_RESULTS", help="the shards' results files")
+    merge.add_argument("--out", required=True, metavar="RESULTS", help="merged results JSONL to write")
+    merge.set_defaults(func=run_merge)
 
     taxonomy = subparsers.add_parser(
         "taxonomy",
@@ -113,33 +165,90 @@ def _format_pass_at_k(pass_at_k: dict[str, float]) -> str:
     return "  ".join(f"{name} {100 * value:.2f} %" for name, value in pass_at_k.items())
 
 
+def _interrupted_message(stop: Any, out: str) -> str:
+    """What an interrupted run kept, in words, for stderr."""
+    lines = [
+        f"idfu-lab: stopped by {stop.signal_name} after {stop.kept} of {stop.total} samples were written."
+    ]
+    if stop.partial is not None:
+        lines.append(
+            f"  kept: {stop.kept} judged rows in {stop.partial}; add --resume to the same command to continue."
+        )
+    else:
+        lines.append("  kept: nothing (no row had been written yet).")
+    if stop.in_progress:
+        lines.append(
+            f"  not kept: the {stop.in_progress} samples of the chunk in progress; a resumed run judges them."
+        )
+    lines.append(f"  {out}: not written (a file already there is untouched).")
+    if stop.leftovers:
+        lines.append(f"  left behind (could not be removed): {', '.join(stop.leftovers)}")
+    else:
+        lines.append("  sandbox temporary files: removed.")
+    return "\n".join(lines)
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     """``idfu-lab evaluate``: judge, write, print pass@k and the counts table."""
-    from idfu_lab.analysis.judge import evaluate_file
-    from idfu_lab.results import counts_table, read_results
+    from idfu_lab.analysis.judge import Interrupted, evaluate_file, stop_on_signals
 
-    summary = evaluate_file(
-        args.samples,
-        args.out,
-        benchmark=args.benchmark,
-        workers=args.workers,
-        timeout=args.timeout,
-        memory_mb=args.memory_mb,
-        postprocess=args.postprocess,
-        imports=args.imports,
-        progress=not args.no_progress and sys.stderr.isatty(),
-    )
+    try:
+        with stop_on_signals():
+            summary = evaluate_file(
+                args.samples,
+                args.out,
+                benchmark=args.benchmark,
+                workers=args.workers,
+                timeout=args.timeout,
+                memory_mb=args.memory_mb,
+                postprocess=args.postprocess,
+                imports=args.imports,
+                progress=not args.no_progress and sys.stderr.isatty(),
+                resume=args.resume,
+                shard=args.shard,
+            )
+    except Interrupted as stop:
+        print(_interrupted_message(stop, args.out), file=sys.stderr)
+        return stop.exit_status
+    if summary.already_complete:
+        print(f"{summary.out}: already complete for these samples and settings; nothing judged")
+    else:
+        resumed = (
+            f" ({summary.resumed_rows} of them from the interrupted run)" if summary.resumed_rows else ""
+        )
+        print(
+            f"judged {summary.n_samples} samples of {summary.n_tasks} tasks in {summary.duration_s:.1f} s{resumed}; "
+            f"{summary.n_passed} passed -> {summary.out}"
+        )
+    _print_summary(summary)
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    """``idfu-lab evaluate-merge``: the shards' rows back in input order, pass@k and the counts table."""
+    from idfu_lab.analysis.judge import merge_shards
+
+    summary = merge_shards(args.shards, args.out)
     print(
-        f"judged {summary.n_samples} samples of {summary.n_tasks} tasks in {summary.duration_s:.1f} s; "
+        f"merged {len(args.shards)} shards: {summary.n_samples} samples of {summary.n_tasks} tasks; "
         f"{summary.n_passed} passed -> {summary.out}"
     )
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: Any) -> None:
+    from idfu_lab.results import counts_table, read_results
+
+    if summary.shard is not None:
+        k, n = summary.shard
+        print(f"shard {k}/{n}: the figures below are this shard's rows only; evaluate-merge gives the run's")
     print(_format_pass_at_k(summary.pass_at_k))
     print()
     print(counts_table(read_results(summary.out)).to_string())
     off = [name for name, active in summary.protections.items() if not active]
     if off:
         print(f"\nsandbox protections not available here: {', '.join(off)}")
-    return 0
 
 
 def run_taxonomy(args: argparse.Namespace) -> int:

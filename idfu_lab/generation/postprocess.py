@@ -12,7 +12,12 @@ Post-processing (``postprocess``):
   otherwise it is appended to the prompt (a body that continues the signature).
 - ``sanitize``: ``extract``, then the top-level statements that are not imports, definitions or
   assignments of constants are dropped: self-tests, prints, ``if __name__ == "__main__":`` blocks.
-  A program that does not parse is left as ``extract`` built it (its syntax error is the verdict).
+  A program that does not parse is left as ``extract`` built it (its syntax error is the verdict);
+  so is one nested too deeply for the parser (RecursionError or MemoryError from ``ast.parse``):
+  the sandbox then judges it, and it fails there, under the sample's own limits, with its message.
+
+Every policy takes time linear in the reply's length (see the patterns below), so a hostile reply
+costs its own row a moment, never the run.
 
 Imports (``imports``):
 
@@ -75,7 +80,13 @@ PYTHON_TAGS = ("python", "python3", "py", "py3", "")
 # A fence: three or more backticks at the start of a line (after optional indentation), an optional
 # info string, then the block up to the next fence. An opening fence without a closing one (a reply
 # cut by max_new_tokens) runs to the end of the text.
-_FENCE_OPEN = re.compile(r"^[ \t]*```[ \t]*([^\n`]*)\n", re.MULTILINE)
+#
+# Replies are untrusted text, so every pattern here runs in time linear in the reply: no two
+# adjacent quantifiers may match the same characters. (The info string used to be preceded by its
+# own ``[ \t]*``: on three backticks and 100,000 spaces with no newline the engine tried every
+# split of the spaces between the two, 54 s; the tag is stripped after matching instead.) Each
+# pattern is anchored at a line start, so it is tried once per line, and fails within that line.
+_FENCE_OPEN = re.compile(r"^[ \t]*```([^\n`]*)\n", re.MULTILINE)
 _FENCE_CLOSE = re.compile(r"^[ \t]*```", re.MULTILINE)
 _ANY_FENCE = re.compile(r"```")
 
@@ -194,11 +205,13 @@ def sanitize_code(code: str) -> str:
 
     A constant assignment is one whose value calls none of the functions defined in the code (nor
     ``print``/``input``): ``MOD = 10**9 + 7`` stays, ``result = solve(3)`` goes. Code that does not
-    parse is returned unchanged.
+    parse is returned unchanged, and so is code nested too deeply for the parser (it raises
+    RecursionError or MemoryError on a few thousand levels of ``-``, ``not``, ``a.b.c...``), or that
+    holds a null byte (ValueError on some Python versions).
     """
     try:
         tree = ast.parse(code)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return code
     local = {
         n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
