@@ -28,6 +28,8 @@ def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (["delta", "a.jsonl", "b.jsonl", "--out", "{file}/sub/dir"], "which is a file"),
         (["curate", "--config", "tiny", "--problems", "p", "--out", "{tmp}"], "is a folder"),
         (["run", "--run-dir", "{file}"], "is a file; give a folder"),
+        (["evaluate", "samples.jsonl", "--out", "{tmp}"], "is a folder; give a file name"),
+        (["evaluate-merge", "a.jsonl", "--out", "{file}/merged.jsonl"], "which is a file"),
     ],
 )
 def test_an_unusable_out_is_an_argument_error(tmp_path, capsys, argv, message) -> None:

@@ -18,6 +18,8 @@ import json
 import sys
 from typing import Any
 
+from idfu_lab.commands._common import add_no_progress, out_file
+
 #: Choices mirrored from the contract of :mod:`idfu_lab.generation.postprocess` (imported only when used).
 POSTPROCESS_CHOICES = ("raw", "extract", "sanitize")
 IMPORTS_CHOICES = ("none", "prompt", "header")
@@ -88,7 +90,9 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument(
         "samples", metavar="SAMPLES", help="samples JSONL (task_id and completion or solution)"
     )
-    evaluate.add_argument("--out", required=True, metavar="RESULTS", help="results JSONL to write")
+    evaluate.add_argument(
+        "--out", required=True, type=out_file, metavar="RESULTS", help="results JSONL to write"
+    )
     evaluate.add_argument(
         "--benchmark",
         default="humaneval",
@@ -135,7 +139,7 @@ def register(subparsers: Any) -> None:
         metavar="K/N",
         help="judge only rows K, K+N, K+2N, ... of SAMPLES (1-based K); join the N files with evaluate-merge",
     )
-    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(evaluate)
     evaluate.set_defaults(func=run_evaluate)
 
     merge = subparsers.add_parser(
@@ -148,7 +152,9 @@ def register(subparsers: Any) -> None:
         ),
     )
     merge.add_argument("shards", nargs="+", metavar="SHARD_RESULTS", help="the shards' results files")
-    merge.add_argument("--out", required=True, metavar="RESULTS", help="merged results JSONL to write")
+    merge.add_argument(
+        "--out", required=True, type=out_file, metavar="RESULTS", help="merged results JSONL to write"
+    )
     merge.set_defaults(func=run_merge)
 
     taxonomy = subparsers.add_parser(
