@@ -53,6 +53,7 @@ from typing import Any
 
 from idfu_lab.config import Config, config_hash, load_config, repo_root, to_yaml
 from idfu_lab.errors import IdfuError
+from idfu_lab.jsonl import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -228,10 +229,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    tmp.replace(path)
+    write_json(data, path)
 
 
 class RunLayout:

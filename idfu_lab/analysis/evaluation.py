@@ -37,7 +37,7 @@ import pandas as pd
 
 from idfu_lab.errors import IdfuError
 from idfu_lab.generation.postprocess import IMPORTS, POSTPROCESS, apply_rows
-from idfu_lab.jsonl import iter_records, write_records
+from idfu_lab.jsonl import iter_records, write_json, write_records
 
 if TYPE_CHECKING:  # pragma: no cover
     from idfu_lab.problems import Problem
@@ -350,7 +350,7 @@ def _write_meta(
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **extra,
     }
-    Path(str(path) + ".meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    write_json(meta, Path(str(path) + ".meta.json"))
 
 
 def generation_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -515,7 +515,7 @@ def evaluate_seed(
         "adapter_hash": a_hash,
         "precision_baseline": precision_baseline(run, frames["base"], problems_list, progress=progress),
     }
-    out.summary_path.write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    write_json(summary, out.summary_path)
     out.summary = json.loads(out.summary_path.read_text())
     outputs = [
         *out.generations.values(),
@@ -599,18 +599,6 @@ def precision_baseline(
         "comparison": comparison,
         "results": str(path),
     }
-
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
 
 
 def example_program(result_row: Mapping[str, Any], problem: Problem) -> dict[str, str]:

@@ -30,6 +30,7 @@ import pandas as pd
 
 from idfu_lab.analysis import stats
 from idfu_lab.errors import IdfuError
+from idfu_lab.jsonl import write_json
 from idfu_lab.runs import Run
 
 logger = logging.getLogger(__name__)
@@ -385,7 +386,7 @@ def write_summary(run: Run, summary: Summary) -> dict[str, str]:
         "counts.csv",
     )
     files = {name: folder / name for name in names}
-    files["summary.json"].write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    write_json(summary.to_dict(), files["summary.json"])
     summary.headline.to_csv(files["headline.csv"], index_label="approach")
     summary.headline_numbers.to_csv(files["headline_numbers.csv"], index=False)
     summary.per_seed.to_csv(files["per_seed.csv"], index=False)

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from idfu_lab.data.pairs import TRAIN_FIELDS, Pair, PairSet, gate_pairs
 from idfu_lab.errors import IdfuError
-from idfu_lab.jsonl import read_records, write_records
+from idfu_lab.jsonl import read_records, write_json, write_records
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -363,9 +363,7 @@ class AuditReport:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {name: out / name for name in AUDIT_FILES}
-        tmp = paths["audit.json"].with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.summary, indent=2, ensure_ascii=False, default=str) + "\n")
-        tmp.replace(paths["audit.json"])
+        write_json(self.summary, paths["audit.json"])
         write_records(self.annotated, paths["pairs_annotated.jsonl"])
         write_records(self.quarantine, paths["quarantine.jsonl"])
         write_records(self.train_pairs, paths["train_pairs.jsonl"])
