@@ -725,8 +725,14 @@ def audit_config(
 ) -> AuditReport:
     """Load a config's pair set (or ``pairs``/``problems`` given here) and audit it with the config's
     thresholds, tokenizer and length limits."""
+    from idfu_lab.config import CURATE
     from idfu_lab.data.pairs import Columns, load, load_problem_set
 
+    if pairs is None and cfg.data.pairs == CURATE:
+        raise IdfuError(
+            "data.pairs is 'curate': the pairs are built from the model's samples first (notebook 01, or "
+            "`idfu-lab curate`); give that pairs file to audit"
+        )
     problems_source = str(problems) if problems is not None else cfg.data.problems
     problem_set = load_problem_set(problems_source) if problems_source else None
     pair_set = load(
@@ -762,16 +768,34 @@ def audit_run(run: Run, *, force: bool = False, progress: bool = False) -> Audit
     Resumable: when the ``audit`` step finished for this config hash and its files exist, the files
     are read instead of re-running the gates.
     """
+    from idfu_lab.config import CURATE
+
     out_dir = run.path("audit/audit.json").parent
-    if not force and run.is_done("audit"):
+    pairs = None
+    if run.config.data.pairs == CURATE:  # the pairs notebook 01 curated from the model's own samples
+        from idfu_lab.data.curate import curated_pairs_path
+
+        pairs = curated_pairs_path(run)
+        if not pairs.exists():
+            raise IdfuError(f"{pairs}: no curated pairs yet; run idfu_lab.data.curate.curate_run(run) first")
+    pairs_sha = _file_sha(pairs) if pairs is not None else None
+    record = run.manifest().get("steps", {}).get("audit", {})
+    if not force and run.is_done("audit") and record.get("pairs_sha256") == pairs_sha:
         logger.info("audit already done for this config (%s): reading %s", run.config_hash[:12], out_dir)
         return read_report(out_dir)
-    report = audit_config(run.config, progress=progress)
+    report = audit_config(run.config, pairs=pairs, progress=progress)
     paths = report.write(out_dir)
     run.mark_done(
         "audit",
         outputs=[f"audit/{name}" for name in paths],
         n_pairs=report.summary["n_pairs"],
         n_train_pairs=report.summary["n_train_pairs"],
+        pairs_sha256=pairs_sha,
     )
     return report
+
+
+def _file_sha(path: Path) -> str:
+    from idfu_lab.runs import file_sha256
+
+    return file_sha256(path)
