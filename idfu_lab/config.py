@@ -57,6 +57,15 @@ class TinyModelConfig:
     )
     warmup_learning_rate: float = _f(3e-3, "learning rate of the warm-up")
     warmup_max_tokens: int = _f(320, "warm-up examples longer than this (in tokens) are left out")
+    warmup_data: Literal["shapes", "mini"] = _f(
+        "shapes",
+        "'mini': supervised warm-up on the mini benchmark's train split, answers in the mixed styles of "
+        "idfu_lab.generation.miniature (the miniature model); 'shapes': answer-shaped replies to HumanEval prompts",
+    )
+    warmup_batch_size: int = _f(8, "sequences per warm-up step")
+    warmup_replies: int = _f(
+        4, "'mini' warm-up: replies per train problem, their styles drawn from its family's mix"
+    )
 
 
 @dataclass
@@ -80,14 +89,38 @@ class ModelConfig:
     )
 
 
+#: ``data.pairs`` value meaning "build the pairs from the model's own samples" (notebook 01 runs ``curate``).
+CURATE = "curate"
+
+
+@dataclass
+class CurateSection:
+    """Honest pairs from the model's own samples (``data.pairs: curate``): see :mod:`idfu_lab.data.curate`."""
+
+    samples: int = _f(
+        4, "replies sampled per problem, K (a pair needs a pass and a fail of the same problem)"
+    )
+    temperature: float = _f(0.8, "sampling temperature (> 0: greedy decoding gives one reply per problem)")
+    top_p: float = _f(1.0, "nucleus sampling")
+    max_pairs_per_problem: int = _f(2, "at most M pairs per problem")
+    balance: bool = _f(False, "spread the rejected side over outcome categories, rarest first")
+    seed: int = _f(0, "sampling seed (the pairs are shared by every training seed)")
+    limit: int | None = _f(None, "sample only the first N problems of data.problems (None: all)")
+
+
 @dataclass
 class DataConfig:
     """Where the preference pairs and their tests come from."""
 
-    pairs: str = _f("", "a Hub dataset id, a JSONL/JSON/Parquet file, or a saved datasets folder")
-    problems: str | None = _f(
-        None, "problem set that pairs' problem_id refer to (MBPP/HumanEval file or Hub id)"
+    pairs: str = _f(
+        "",
+        "a Hub dataset id, a JSONL/JSON/Parquet file, a saved datasets folder, or 'curate' (built by "
+        "notebook 01 from the model's own samples on data.problems, with data.curate's settings)",
     )
+    problems: str | None = _f(
+        None, "problem set that pairs' problem_id refer to (MBPP/HumanEval file, 'mini-train', or Hub id)"
+    )
+    curate: CurateSection = _f(CurateSection(), "sampling and pairing when pairs is 'curate'")
     split: str = _f("train", "dataset split when pairs is a Hub id or a DatasetDict folder")
     prompt_column: str = _f("prompt", "column with the prompt")
     chosen_column: str = _f("chosen", "column with the chosen (passing) code")
@@ -154,7 +187,9 @@ class GenerationConfig:
 class EvaluationConfig:
     """How programs are built from completions and judged."""
 
-    benchmark: Literal["humaneval", "humaneval_plus"] = _f("humaneval", "benchmark")
+    benchmark: Literal["humaneval", "humaneval_plus", "mini"] = _f(
+        "humaneval", "benchmark: HumanEval, HumanEval+, or the project's own 'mini' (its eval split)"
+    )
     limit: int | None = _f(None, "evaluate only the first N problems (None: all 164)")
     postprocess: Literal["raw", "extract", "sanitize"] = _f("extract", "from reply to program")
     imports: Literal["none", "prompt", "header"] = _f("none", "imports added before the candidate")
@@ -290,6 +325,15 @@ def _validate(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: key 'evaluation.alpha' must be in (0, 1)")
     if not cfg.data.pairs:
         raise ConfigError(f"{where}: key 'data.pairs' is required")
+    if cfg.data.pairs == CURATE:
+        if not cfg.data.problems:
+            raise ConfigError(f"{where}: 'data.pairs: curate' needs 'data.problems' (the problems to sample)")
+        if cfg.data.curate.samples < 2:
+            raise ConfigError(
+                f"{where}: key 'data.curate.samples' must be at least 2, got {cfg.data.curate.samples}"
+            )
+        if cfg.data.curate.temperature <= 0:
+            raise ConfigError(f"{where}: key 'data.curate.temperature' must be positive")
 
 
 def from_dict(data: dict[str, Any], where: str = "<dict>") -> Config:
@@ -306,12 +350,12 @@ def resolve_path(path: str | Path) -> Path:
     p = Path(path)
     if p.exists():
         return p
-    if p.suffix == "" and str(path) in PROFILES:
+    if p.suffix == "" and "/" not in str(path):  # a recipe of configs/ by name: tiny, paper, tiny-humaneval
         candidate = repo_root() / "configs" / f"{path}.yaml"
         if candidate.exists():
             return candidate
-    if p.suffix == "" and "/" not in str(path):
-        raise ConfigError(f"unknown profile '{path}' (profiles: tiny, paper; or give a path to a YAML file)")
+        known = ", ".join(sorted(c.stem for c in (repo_root() / "configs").glob("*.yaml")))
+        raise ConfigError(f"unknown profile '{path}' (profiles: {known}; or give a path to a YAML file)")
     raise ConfigError(f"config file not found: {path}")
 
 

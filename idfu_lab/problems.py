@@ -26,7 +26,10 @@ from idfu_lab.errors import IdfuError
 
 logger = logging.getLogger(__name__)
 
-BENCHMARKS = ("humaneval", "mbpp", "custom")
+BENCHMARKS = ("humaneval", "mbpp", "custom", "mini")
+
+#: Benchmarks known by name (besides files): HumanEval, and the project's own ``mini`` in two splits.
+NAMED = ("humaneval", "mini", "mini-train")
 
 
 @dataclass(frozen=True)
@@ -179,13 +182,35 @@ def load_mbpp(path: str | Path) -> dict[str, Problem]:
     return problems
 
 
+@functools.cache
+def _mini_cached(split: str) -> tuple[Problem, ...]:
+    from idfu_lab.benchmarks import mini
+
+    return tuple(_humaneval_problem(row, benchmark="mini") for row in mini.records(split))
+
+
+def load_mini(split: str = "eval") -> dict[str, Problem]:
+    """The project's ``mini`` benchmark: ``eval`` (164 problems) or ``train`` (see :mod:`idfu_lab.benchmarks.mini`)."""
+    return {problem.task_id: problem for problem in _mini_cached(split)}
+
+
+def is_named(source: str | Path) -> bool:
+    """Whether ``source`` names a built-in benchmark rather than a file."""
+    return str(source).lower() in NAMED
+
+
 def load_problems(source: str | Path) -> dict[str, Problem]:
-    """Problems by name (``"humaneval"``) or from a local HumanEval- or MBPP-format json/jsonl file.
+    """Problems by name (``"humaneval"``, ``"mini"``, ``"mini-train"``) or from a local HumanEval- or
+    MBPP-format json/jsonl file.
 
     The format is recognised per record by its keys, so a bring-your-own file needs no flag.
     """
     if str(source).lower() == "humaneval":
         return load_humaneval()
+    if str(source).lower() in ("mini", "mini-train"):
+        from idfu_lab.benchmarks.mini import SPLITS
+
+        return load_mini(SPLITS[str(source).lower()])
     if str(source).lower() == "mbpp":
         raise IdfuError("mbpp is not bundled: pass the path to an MBPP jsonl file instead")
     path = Path(source)

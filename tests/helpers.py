@@ -20,7 +20,7 @@ def execute(notebook: str | Path, out: Path, **parameters: Any) -> nbformat.Note
     pm.execute_notebook(
         str(source),
         str(out),
-        parameters={"config_path": "tiny", **parameters},
+        parameters={"config_path": "tiny-humaneval", **parameters},
         kernel_name="python3",
         cwd=str(repo_root()),
         progress_bar=False,

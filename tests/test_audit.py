@@ -338,7 +338,7 @@ def test_length_bias():
 
 
 def test_audit_run_is_resumable(tmp_path):
-    run = runs.open("tiny", run_dir=tmp_path / "run")
+    run = runs.open("tiny-humaneval", run_dir=tmp_path / "run")
     first = audit_run(run)
     assert first.summary["n_pairs"] == 25 and first.summary["n_train_pairs"] == 24
     assert first.summary["length_unit"] == "tokens" and first.summary["tokenizer"] == "tiny"

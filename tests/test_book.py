@@ -56,7 +56,7 @@ def _fake_run(tmp_path: Path, seeds: list[int], *, with_notebooks: bool = True) 
     """A run directory layout with trivially 'executed' notebooks (for the fast checks only)."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    cfg = load_config("tiny")
+    cfg = load_config("tiny-humaneval")
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     (run_dir / "manifest.json").write_text(json.dumps({"profile": "tiny", "config_hash": "abc"}))
     if with_notebooks:
@@ -163,7 +163,7 @@ _SECTION_TITLES = {
 
 
 def test_recipe_table_lists_every_key_and_marks_differences_from_the_study() -> None:
-    cfg = load_config("tiny")
+    cfg = load_config("tiny-humaneval")
     text = book.recipe_markdown(cfg)
     sections = re.split(r"^### ", text, flags=re.M)
     for key, _default, help_text in describe():
@@ -261,7 +261,10 @@ def test_book_builds_without_warnings_and_shows_the_run(built: tuple[Path, book.
     assert "book/intro.html" in (html / "index.html").read_text()
 
     intro = (html / "book" / "intro.html").read_text()
-    if contents.config.profile == "tiny":
+    if contents.config.profile == "tiny" and contents.config.evaluation.benchmark == "mini":
+        assert "Produced by the miniature on a CPU" in intro
+        assert "not that DPO fixes Qwen2.5-Coder" in intro
+    elif contents.config.profile == "tiny":
         assert "Produced by a tiny model on a CPU" in intro
         assert "exercise the machinery only" in intro
 
@@ -321,6 +324,10 @@ def test_first_page_note_follows_the_profile(tmp_path: Path) -> None:
     contents = book.inspect_run(run_dir)
     tiny = book.run_note_markdown(contents)
     assert "Produced by a tiny model on a CPU" in tiny and "exercise the machinery only" in tiny
+    contents.config = load_config("tiny")  # the miniature: real effects, habits put there by its warm-up
+    miniature = book.run_note_markdown(contents)
+    assert "Produced by the miniature on a CPU" in miniature and "mini's 164 eval problems" in miniature
+    assert "not that DPO fixes Qwen2.5-Coder" in miniature
     contents.config = load_config("paper")
     contents.manifest["device"] = {"cuda": True, "gpu": "NVIDIA GeForce RTX 4060"}
     paper = book.run_note_markdown(contents)

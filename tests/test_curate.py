@@ -163,14 +163,14 @@ def test_problem_selection_and_sampling_settings():
     assert list(select_problems(problems, task_ids="1-3", limit=2)) == ["1", "2"]
     with pytest.raises(IdfuError, match="no problem"):
         select_problems(problems, task_ids="500-600")
-    cfg = load_config("tiny")
+    cfg = load_config("tiny-humaneval")
     gen = sampling_config(cfg, samples=5)
     assert gen.do_sample and gen.num_samples == 5 and gen.temperature == CURATION_TEMPERATURE
     assert sampling_config(cfg, samples=2, temperature=0.5).temperature == 0.5
     with pytest.raises(IdfuError, match="at least 2"):
         curate(cfg, {"x": None}, samples=1)
     with pytest.raises(IdfuError, match="chat template"):
-        curate(load_config("tiny", overrides={"model.chat": False}), {"x": None}, samples=2)
+        curate(load_config("tiny-humaneval", overrides={"model.chat": False}), {"x": None}, samples=2)
 
 
 def test_curate_on_the_tiny_model_reports_zero_pairs_and_why(tmp_path, capsys):
@@ -194,7 +194,17 @@ def test_curate_on_the_tiny_model_reports_zero_pairs_and_why(tmp_path, capsys):
     problems.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "curated.jsonl"
     code = main(
-        ["curate", "--config", "tiny", "--problems", str(problems), "--out", str(out), "--samples", "2"]
+        [
+            "curate",
+            "--config",
+            "tiny-humaneval",
+            "--problems",
+            str(problems),
+            "--out",
+            str(out),
+            "--samples",
+            "2",
+        ]
     )
     printed = capsys.readouterr().out
     assert code == 1

@@ -39,7 +39,7 @@ def _make_adapter(run, seed_value: int) -> None:
 
 def _open(tmp_path, seed):
     return runs.open(
-        "tiny",
+        "tiny-humaneval",
         seed=seed,
         run_dir=tmp_path / "run",
         overrides={"evaluation.limit": LIMIT, "evaluation.bootstrap_samples": 200},
@@ -200,11 +200,13 @@ def test_precision_baseline_says_when_it_applies_and_compares_paired(tmp_path) -
     from idfu_lab.problems import load_humaneval
 
     problems = list(load_humaneval().values())[:6]
-    plain = runs.open("tiny", seed=1, run_dir=tmp_path / "a", overrides={"generation.max_new_tokens": 8})
+    plain = runs.open(
+        "tiny-humaneval", seed=1, run_dir=tmp_path / "a", overrides={"generation.max_new_tokens": 8}
+    )
     assert precision_baseline(plain, pd.DataFrame(), problems)["status"] == "not applicable"
 
     run = runs.open(
-        "tiny",
+        "tiny-humaneval",
         seed=1,
         run_dir=tmp_path / "b",
         overrides={

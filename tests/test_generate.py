@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cfg():
-    return load_config("tiny")
+    return load_config("tiny-humaneval")
 
 
 @pytest.fixture(scope="module")
@@ -185,10 +185,15 @@ def test_generate_command_writes_and_resumes(tmp_path, capsys):
     from idfu_lab.cli import main
 
     out = tmp_path / "gens.jsonl"
-    assert main(["generate", "tiny", "--out", str(out), "--limit", "3", "--quiet"]) == 0
+    assert main(["generate", "--config", "tiny-humaneval", "--out", str(out), "--limit", "3", "--quiet"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["task_id"] for r in rows] == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
     assert "wrote 3 generations for 3 problems" in capsys.readouterr().out
-    assert main(["generate", "tiny", "--out", str(out), "--limit", "3", "--quiet"]) == 0
+    assert main(["generate", "--config", "tiny-humaneval", "--out", str(out), "--limit", "3", "--quiet"]) == 0
     assert len((tmp_path / "gens.jsonl.cache.jsonl").read_text().splitlines()) == 3  # nothing made twice
-    assert main(["generate", "tiny", "--out", str(out), "--adapter", str(tmp_path / "none")]) == 2
+    assert (
+        main(
+            ["generate", "--config", "tiny-humaneval", "--out", str(out), "--adapter", str(tmp_path / "none")]
+        )
+        == 2
+    )

@@ -13,7 +13,7 @@ from idfu_lab.generation import models
 
 
 def test_tiny_model_reloads_with_identical_token_ids() -> None:
-    cfg = load_config("tiny").model
+    cfg = load_config("tiny-humaneval").model
     tok = models.load_tokenizer(cfg)
     assert type(tok).__name__ == "Qwen2Tokenizer"  # what AutoTokenizer gives for model_type qwen2
     assert tok.padding_side == "left" and tok.pad_token and tok.eos_token == "<|im_end|>"
@@ -42,7 +42,7 @@ def test_build_is_deterministic(tmp_path) -> None:
 
 
 def test_batched_greedy_generation_equals_one_by_one() -> None:
-    cfg = load_config("tiny").model
+    cfg = load_config("tiny-humaneval").model
     tok, model = models.load_tokenizer(cfg), models.load_model(cfg)
     prompts = ["def add(a, b):\n", "import math\n\ndef area(r):\n    return"]
     enc = tok(prompts, return_tensors="pt", padding=True)

@@ -56,3 +56,25 @@ def test_notebook_01_audits_the_fixture(tmp_path: Path) -> None:
     assert sorted(manifest["steps"]["audit"]["outputs"]) == sorted(
         f"audit/{n}" for n in ("audit.json", "pairs_annotated.jsonl", "quarantine.jsonl", "train_pairs.jsonl")
     )
+
+
+def test_notebook_01_curates_honest_pairs_from_the_miniature_s_own_samples(demo_run: Path) -> None:
+    """The default run: no hand-written pair; notebook 01 samples, gates and pairs, then audits."""
+    import nbformat
+
+    nb = nbformat.read(demo_run / "notebooks" / "01_data_audit.ipynb", as_version=4)
+    values = {name: text(bundle) for name, bundle in glued(nb).items()}
+    assert int(values["curated_pairs"]) > 0 and values["n_pairs"] == values["curated_pairs"]
+    assert values["parity_violations"] == "0" and values["n_train_pairs"] == values["n_pairs"]
+    report = json.loads((demo_run / "curate" / "pairs.jsonl.report.json").read_text())
+    assert report["problems"] == "mini-train" and report["n_usable_problems"] == 120
+    decoding = report["settings"]["decoding"]
+    assert decoding["do_sample"] is True and decoding["temperature"] > 0
+    assert report["n_candidates"] == 120 * report["settings"]["samples"]
+    pairs = read_jsonl(demo_run / "curate" / "pairs.jsonl")
+    assert all(p["problem_id"].startswith("MiniTrain/") for p in pairs)
+    assert all(p["chosen_outcome"] == "PASS" and p["rejected_outcome"] != "PASS" for p in pairs)
+    assert {p["rejected_outcome"] for p in pairs} >= {"NAME_ERROR", "ASSERTION_FAIL"}
+    summary = json.loads((demo_run / "audit" / "audit.json").read_text())
+    assert summary["source"].endswith("curate/pairs.jsonl")  # what the audit read: the curated pairs
+    assert summary["contaminated"] == 0

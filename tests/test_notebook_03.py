@@ -34,7 +34,7 @@ def test_notebook_03_runs_on_the_tiny_profile(tmp_path):
     from idfu_lab.generation import models
 
     run_dir = tmp_path / "tiny"
-    run = runs.open("tiny", seed=42, run_dir=run_dir)
+    run = runs.open("tiny-humaneval", seed=42, run_dir=run_dir)
     # the adapter notebook 02 would train: a real LoRA adapter with random non-zero weights
     torch.manual_seed(0)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
@@ -44,7 +44,7 @@ def test_notebook_03_runs_on_the_tiny_profile(tmp_path):
     pm.execute_notebook(
         str(repo_root() / "notebooks" / "03_evaluation.ipynb"),
         str(out),
-        parameters={"config_path": "tiny", "seed": 42, "run_dir": str(run_dir)},
+        parameters={"config_path": "tiny-humaneval", "seed": 42, "run_dir": str(run_dir)},
         kernel_name="python3",
         cwd=str(repo_root()),
         progress_bar=False,

@@ -28,7 +28,7 @@ def test_notebook_06_glues_the_summary(tmp_path: Path) -> None:
     assert not errors
     values = glued(nb)
 
-    expected = summarise(runs.open("tiny", run_dir=run_dir), write=False).book_numbers()
+    expected = summarise(runs.open("tiny-humaneval", run_dir=run_dir), write=False).book_numbers()
     for name, value in expected.items():
         got = float(text(values[name]))
         assert got == pytest.approx(value, rel=1e-9) or (math.isnan(got) and math.isnan(value)), name

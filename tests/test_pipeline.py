@@ -49,8 +49,8 @@ def test_manifests_carry_provenance(demo_run: Path) -> None:
     assert {f"notebook:{nb}" for nb in PER_SEED} <= set(seed_steps)
 
 
-def test_rerun_skips_finished_notebooks(demo_run: Path) -> None:
-    results = run_pipeline("configs/tiny.yaml", seeds=DEMO_SEEDS, run_dir=demo_run, progress=False)
+def test_rerun_skips_finished_notebooks(demo_run: Path, demo_config: Path) -> None:
+    results = run_pipeline(demo_config, seeds=DEMO_SEEDS, run_dir=demo_run, progress=False)
     assert len(results) == 2 + len(PER_SEED) * len(DEMO_SEEDS)
     assert all(r.skipped for r in results)
 

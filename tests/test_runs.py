@@ -12,7 +12,7 @@ from idfu_lab.errors import IdfuError
 
 
 def test_open_writes_config_and_manifest(tmp_path) -> None:
-    run = runs.open("tiny", seed=42, run_dir=tmp_path / "r")
+    run = runs.open("tiny-humaneval", seed=42, run_dir=tmp_path / "r")
     assert (run.dir / "config.yaml").exists()
     for m in (run.manifest(), run.for_seed(42).manifest(), runs.Run(run.config, run.dir).manifest()):
         assert m["config_hash"] == run.config_hash
@@ -24,19 +24,19 @@ def test_open_writes_config_and_manifest(tmp_path) -> None:
 
 
 def test_seeding_is_reproducible(tmp_path) -> None:
-    runs.open("tiny", seed=7, run_dir=tmp_path)
+    runs.open("tiny-humaneval", seed=7, run_dir=tmp_path)
     a = random.random()
-    runs.open("tiny", seed=7, run_dir=tmp_path)
+    runs.open("tiny-humaneval", seed=7, run_dir=tmp_path)
     assert random.random() == a
 
 
 def test_steps_are_done_only_for_the_same_config_and_existing_outputs(tmp_path) -> None:
-    run = runs.open("tiny", seed=42, run_dir=tmp_path)
+    run = runs.open("tiny-humaneval", seed=42, run_dir=tmp_path)
     out = run.seed_path("x/out.txt")
     out.write_text("1")
     run.mark_done("step", [out])
     assert run.is_done("step")
-    other = runs.open("tiny", seed=42, run_dir=tmp_path, overrides={"dpo.beta": 0.3})
+    other = runs.open("tiny-humaneval", seed=42, run_dir=tmp_path, overrides={"dpo.beta": 0.3})
     assert not other.is_done("step")  # another recipe never reuses the cached output
     out.unlink()
     assert not run.is_done("step")  # a deleted output is not done
@@ -44,13 +44,13 @@ def test_steps_are_done_only_for_the_same_config_and_existing_outputs(tmp_path) 
 
 def test_seed_must_be_an_integer(tmp_path) -> None:
     with pytest.raises(IdfuError, match="seed must be an integer"):
-        runs.open("tiny", seed="42", run_dir=tmp_path)  # type: ignore[arg-type]
+        runs.open("tiny-humaneval", seed="42", run_dir=tmp_path)  # type: ignore[arg-type]
 
 
 def test_a_relative_run_directory_records_outputs_that_resolve(tmp_path, monkeypatch) -> None:
     """`make demo` passes --run-dir runs/tiny: a relative folder must not make finished steps look undone."""
     monkeypatch.chdir(tmp_path)
-    run = runs.open("tiny", seed=42, run_dir="runs/tiny")
+    run = runs.open("tiny-humaneval", seed=42, run_dir="runs/tiny")
     assert run.dir.is_absolute()
     out = run.path("notebooks/01.ipynb")
     out.write_text("{}")

@@ -64,7 +64,7 @@ def build_run(run_dir: Path, seeds: tuple[int, ...] = (42, 123, 7), rng_seed: in
     The base model is greedy and generated once, so its results are the same in every seed (as in a
     real run); each seed's tuned model keeps most verdicts and flips a few (about 8 % discordant).
     """
-    run = runs.open("tiny", run_dir=run_dir)
+    run = runs.open("tiny-humaneval", run_dir=run_dir)
     task_ids = list(load_humaneval())
     rng = np.random.default_rng(rng_seed)
     labels, probs = list(FAILURES), list(FAILURES.values())
@@ -133,7 +133,7 @@ def test_missing_seeds_are_reported_and_the_rest_used(tmp_path: Path) -> None:
 
 
 def test_no_seed_with_results_is_an_error(tmp_path: Path) -> None:
-    run = runs.open("tiny", run_dir=tmp_path / "empty")
+    run = runs.open("tiny-humaneval", run_dir=tmp_path / "empty")
     with pytest.raises(IdfuError, match="no seed has both results files"):
         summarise(run)
 
@@ -148,7 +148,7 @@ def test_a_malformed_results_line_names_file_and_line(tmp_path: Path) -> None:
 
 def test_a_run_where_nothing_passes_still_summarises(tmp_path: Path) -> None:
     # The tiny profile's toy model solves nothing: the summary must render, with NaN where a number is undefined.
-    run = runs.open("tiny", run_dir=tmp_path / "run")
+    run = runs.open("tiny-humaneval", run_dir=tmp_path / "run")
     task_ids = list(load_humaneval())[:20]
     fails = np.array(["SYNTAX_ERROR"] * 20)
     for name in ("base.jsonl", "tuned.jsonl"):

@@ -71,7 +71,7 @@ def write_train_pairs(path: Path, limit: int | None = None) -> list[dict]:
 
 
 def _open(run_dir: Path, seed: int = 42, overrides: dict | None = None, write_pairs: bool = True) -> runs.Run:
-    run = runs.open("tiny", seed=seed, run_dir=run_dir, overrides={**FAST, **(overrides or {})})
+    run = runs.open("tiny-humaneval", seed=seed, run_dir=run_dir, overrides={**FAST, **(overrides or {})})
     if write_pairs:
         write_train_pairs(run.layout.train_pairs)
     return run
@@ -118,7 +118,7 @@ def test_prompt_length_filter_counts_as_trl_tokenises(tmp_path: Path) -> None:
     """Pairs over max_prompt_length are dropped and counted; the lengths are the ones TRL's trainer sees."""
     from idfu_lab.generation import models
 
-    cfg = load_config("tiny")
+    cfg = load_config("tiny-humaneval")
     tok = models.load_tokenizer(cfg.model)
     words = "compute the running total of the values "
     pairs = [
@@ -186,7 +186,7 @@ def test_non_chat_examples_are_plain_strings() -> None:
 
 def test_lora_weights_change_base_weights_do_not_and_loss_falls(tmp_path: Path) -> None:
     cfg = load_config(
-        "tiny",
+        "tiny-humaneval",
         overrides={"dpo.max_steps": 8, "dpo.gradient_accumulation_steps": 1, "dpo.learning_rate": 5e-3},
     )
     pairs = write_train_pairs(tmp_path / "pairs.jsonl", limit=4)  # a fixed tiny set, seen twice per epoch
@@ -376,7 +376,9 @@ def test_stale_checkpoints_of_another_recipe_are_discarded(tmp_path: Path) -> No
     with pytest.raises(KeyboardInterrupt):
         train.train_seed(run, progress=False, callbacks=[_Interrupt(3)])
     assert (train.TrainPaths.for_run(run).checkpoints / "checkpoint-2").is_dir()
-    changed = runs.open("tiny", seed=42, run_dir=tmp_path / "r", overrides={**FAST, "dpo.max_steps": 1})
+    changed = runs.open(
+        "tiny-humaneval", seed=42, run_dir=tmp_path / "r", overrides={**FAST, "dpo.max_steps": 1}
+    )
     result = train.train_seed(changed, progress=False)
     assert result.summary["resumed_from"] is None and result.summary["global_steps"] == 1
 

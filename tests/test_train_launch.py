@@ -41,7 +41,7 @@ def test_accelerate_launch_trains_one_seed_on_cpu(tmp_path: Path) -> None:
         "-m",
         "idfu_lab.training.launch",
         "--config",
-        "tiny",
+        "tiny-humaneval",
         "--seed",
         "42",
         "--run-dir",

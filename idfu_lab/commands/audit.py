@@ -46,20 +46,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_config(c, required=True)
-    c.add_argument("--problems", required=True, help="problem pool: an MBPP/HumanEval file or a Hub id")
-    c.add_argument("--out", required=True, type=out_file, help="output pairs file (.jsonl)")
-    c.add_argument("--samples", type=int, default=4, help="samples per problem, K (default 4)")
     c.add_argument(
-        "--max-pairs-per-problem", type=int, default=2, help="at most M pairs per problem (default 2)"
+        "--problems",
+        help="problem pool: 'mini-train', an MBPP/HumanEval file or a Hub id (default: the recipe's data.problems)",
+    )
+    c.add_argument("--out", required=True, type=out_file, help="output pairs file (.jsonl)")
+    c.add_argument(
+        "--samples", type=int, help="samples per problem, K (default: the recipe's data.curate.samples)"
+    )
+    c.add_argument(
+        "--max-pairs-per-problem",
+        type=int,
+        help="at most M pairs per problem (default: the recipe's data.curate.max_pairs_per_problem)",
     )
     c.add_argument("--balance", action="store_true", help="spread the rejected side over outcome categories")
     c.add_argument("--task-ids", help="use only these problem ids, e.g. 511-974 (MBPP's training side)")
     c.add_argument("--limit", type=int, help="use only the first N problems (after --task-ids)")
-    c.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    c.add_argument("--seed", type=int, help="sampling seed (default: the recipe's data.curate.seed)")
     c.add_argument(
         "--temperature",
         type=float,
-        help="sampling temperature (default: the config's, or 0.8 if it is greedy)",
+        help="sampling temperature (default: the recipe's data.curate.temperature)",
     )
     c.add_argument("--workers", type=int, help="executor processes (default: one per core)")
     c.set_defaults(func=_curate)
@@ -108,16 +115,23 @@ def _curate(args: argparse.Namespace) -> int:
     from idfu_lab.data.pairs import load_problem_set
 
     cfg = load_config(args.config)
-    problems = select_problems(load_problem_set(args.problems), task_ids=args.task_ids, limit=args.limit)
+    c = cfg.data.curate  # the recipe's curation settings: what notebook 01 uses, unless overridden here
+    source = args.problems or cfg.data.problems
+    if not source:
+        raise IdfuError(f"--problems is needed: the recipe {args.config} names no data.problems")
+    problems = select_problems(load_problem_set(source) or {}, task_ids=args.task_ids, limit=args.limit)
     out = Path(args.out)
     result = curate(
         cfg,
         problems,
-        samples=args.samples,
-        max_pairs_per_problem=args.max_pairs_per_problem,
-        balance=args.balance,
-        seed=args.seed,
-        temperature=args.temperature,
+        samples=c.samples if args.samples is None else args.samples,
+        max_pairs_per_problem=c.max_pairs_per_problem
+        if args.max_pairs_per_problem is None
+        else args.max_pairs_per_problem,
+        balance=args.balance or c.balance,
+        seed=c.seed if args.seed is None else args.seed,
+        temperature=c.temperature if args.temperature is None else args.temperature,
+        top_p=c.top_p,
         cache_path=out.with_name(out.name + ".generations.jsonl"),
         workers=args.workers,
     )

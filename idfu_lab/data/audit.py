@@ -724,8 +724,14 @@ def audit_config(
 ) -> AuditReport:
     """Load a config's pair set (or ``pairs``/``problems`` given here) and audit it with the config's
     thresholds, tokenizer and length limits."""
+    from idfu_lab.config import CURATE
     from idfu_lab.data.pairs import Columns, load, load_problem_set
 
+    if pairs is None and cfg.data.pairs == CURATE:
+        raise IdfuError(
+            "data.pairs is 'curate': the pairs are built from the model's samples first (notebook 01, or "
+            "`idfu-lab curate`); give that pairs file to audit"
+        )
     problems_source = str(problems) if problems is not None else cfg.data.problems
     problem_set = load_problem_set(problems_source) if problems_source else None
     pair_set = load(
@@ -761,15 +767,21 @@ def audit_run(run: Run, *, force: bool = False, progress: bool = False) -> Audit
     Resumable: when the ``audit`` step finished for this config hash and the same pairs and problems
     files (by content) and its files exist, the files are read instead of re-running the gates.
     """
+    from idfu_lab.config import CURATE
     from idfu_lab.runs import local_data_files
 
     out_dir = run.layout.audit_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    inputs = run.input_hashes(local_data_files(run.config))
+    pairs = None
+    if run.config.data.pairs == CURATE:  # the pairs notebook 01 curated from the model's own samples
+        pairs = run.layout.curated_pairs
+        if not pairs.exists():
+            raise IdfuError(f"{pairs}: no curated pairs yet; run idfu_lab.data.curate.curate_run(run) first")
+    inputs = run.input_hashes([*local_data_files(run.config), *([pairs] if pairs is not None else [])])
     if not force and run.is_done("audit", inputs):
         logger.info("audit already done for this config (%s): reading %s", run.config_hash[:12], out_dir)
         return read_report(out_dir)
-    report = audit_config(run.config, progress=progress)
+    report = audit_config(run.config, pairs=pairs, progress=progress)
     paths = report.write(out_dir)
     run.mark_done(
         "audit",

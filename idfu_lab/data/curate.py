@@ -44,6 +44,7 @@ from idfu_lab.jsonl import write_records
 if TYPE_CHECKING:  # pragma: no cover
     from idfu_lab.config import Config
     from idfu_lab.problems import Problem
+    from idfu_lab.runs import Run
 
 logger = logging.getLogger(__name__)
 
@@ -376,6 +377,7 @@ def curate(
     balance: bool = False,
     seed: int = 0,
     temperature: float | None = None,
+    top_p: float | None = None,
     cache_path: str | Path | None = None,
     workers: int | None = None,
     progress: bool = True,
@@ -403,7 +405,7 @@ def curate(
     )
     bad = {f["task_id"] for f in ref_failures}
     usable = [p for p in problems.values() if p.task_id not in bad]
-    gen_cfg = sampling_config(cfg, samples=samples, temperature=temperature)
+    gen_cfg = sampling_config(cfg, samples=samples, temperature=temperature, top_p=top_p)
     rows = (
         generate(
             cfg.model,
@@ -501,3 +503,86 @@ def select_problems(
             raise IdfuError(f"--limit must be positive, got {limit}")
         selected = dict(list(selected.items())[:limit])
     return selected
+
+
+# --------------------------------------------------------------------------- the run's curation step
+
+#: The resumable step of notebook 01 that builds the run's pairs when ``data.pairs`` is ``curate``.
+STEP = "curate"
+
+
+def read_result(out: str | Path) -> CurationResult:
+    """A written curation (pairs file and its ``.report.json``) read back."""
+    from idfu_lab.jsonl import iter_records
+
+    out = Path(out)
+    report = json.loads(out.with_name(out.name + ".report.json").read_text(encoding="utf-8"))
+    pairs = [row for _, row in iter_records(out)] if out.exists() else []
+    return CurationResult(pairs=pairs, report=report)
+
+
+def curate_run(run: Run, *, force: bool = False, progress: bool = False) -> CurationResult:
+    """Notebook 01's first step when the recipe says ``data.pairs: curate``: sample, gate and pair.
+
+    The model named by the recipe samples ``data.curate.samples`` replies per problem of
+    ``data.problems`` (at ``data.curate.temperature``), through the evaluation's generation path and
+    the audit's gates; the pairs go to ``curate/pairs.jsonl``, the report beside them, the samples to
+    ``curate/generations.jsonl`` (a cache: an interrupted run resumes). Done once per recipe: a re-run
+    with the same config hash reads the files back. No pair at all is an error that says why.
+    """
+    from idfu_lab.config import CURATE
+    from idfu_lab.data.pairs import load_problem_set
+
+    cfg = run.config
+    if cfg.data.pairs != CURATE:
+        raise IdfuError(f"the recipe's data.pairs is {cfg.data.pairs!r}, not 'curate': nothing to curate")
+    from idfu_lab.runs import local_data_files
+
+    out = run.layout.curated_pairs
+    out.parent.mkdir(parents=True, exist_ok=True)
+    inputs = run.input_hashes(local_data_files(cfg))
+    if not force and run.is_done(STEP, inputs):
+        logger.info("curation already done for this config (%s): reading %s", run.config_hash[:12], out)
+        return read_result(out)
+    c = cfg.data.curate
+    problems = select_problems(load_problem_set(cfg.data.problems) or {}, limit=c.limit)
+    result = curate(
+        cfg,
+        problems,
+        samples=c.samples,
+        max_pairs_per_problem=c.max_pairs_per_problem,
+        balance=c.balance,
+        seed=c.seed,
+        temperature=c.temperature,
+        top_p=c.top_p,
+        cache_path=run.layout.curate_samples,
+        progress=progress,
+    )
+    result.report["problems"] = cfg.data.problems
+    written = result.write(out)
+    if written is None:
+        raise IdfuError(f"curation on {cfg.data.problems} made no pairs: {result.reason}")
+    run.mark_done(
+        STEP,
+        outputs=[out, out.with_name(out.name + ".report.json")],
+        inputs=inputs,
+        n_pairs=len(result.pairs),
+        n_samples=result.report["n_candidates"],
+    )
+    return result
+
+
+def outcome_table(report: Mapping[str, Any]):
+    """Outcomes of the sampled replies and of the rejected sides of the pairs (a DataFrame by outcome)."""
+    import pandas as pd
+
+    from idfu_lab.outcomes import category_order
+
+    samples = Counter(report.get("candidate_outcomes", {}))
+    rejected = Counter(report.get("rejected_outcomes", {}))
+    order = ["PASS", *category_order(set(samples) | set(rejected))]
+    frame = pd.DataFrame(
+        {"samples": [samples[o] for o in order], "rejected side of a pair": [rejected[o] for o in order]},
+        index=pd.Index(order, name="outcome"),
+    )
+    return frame

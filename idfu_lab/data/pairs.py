@@ -507,15 +507,16 @@ def _validate(row: Any, line: int, columns: Columns, problems: Mapping[str, Prob
 
 
 def load_problem_set(source: str | Path | None, *, split: str | None = None) -> dict[str, Problem] | None:
-    """A problem set by name (``humaneval``), local MBPP/HumanEval file, or Hub id; None for no source."""
+    """A problem set by name (``humaneval``, ``mini``, ``mini-train``), local MBPP/HumanEval file, or Hub
+    id; None for no source."""
     if source is None or str(source) == "":
         return None
     from idfu_lab import problems as problems_mod
     from idfu_lab.config import resolve_data_path
 
     s = str(source)
-    if s.lower() == "humaneval":
-        return problems_mod.load_humaneval()
+    if problems_mod.is_named(s):
+        return problems_mod.load_problems(s)
     path = resolve_data_path(s)
     if path is not None:
         return problems_mod.load_problems(path)
@@ -528,7 +529,9 @@ def load_problem_set(source: str | Path | None, *, split: str | None = None) -> 
                 return problems_mod.load_problems(local)
             except IdfuError as e:
                 raise IdfuError(f"{s} (Hub): {str(e).replace(str(local), 'row')}") from None
-    raise IdfuError(f"problem set not found: {s} (give 'humaneval', an MBPP/HumanEval file, or a Hub id)")
+    raise IdfuError(
+        f"problem set not found: {s} (give 'humaneval', 'mini', 'mini-train', an MBPP/HumanEval file, or a Hub id)"
+    )
 
 
 def load(

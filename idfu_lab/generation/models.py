@@ -55,8 +55,13 @@ def cache_dir() -> Path:
 
 
 def tiny_fingerprint(tiny: TinyModelConfig) -> str:
-    """Hash of everything that determines the tiny model's files."""
-    blob = json.dumps({"builder": TINY_BUILDER_VERSION, **asdict(tiny)}, sort_keys=True).encode()
+    """Hash of everything that determines the tiny model's files (for the miniature, its warm-up data too)."""
+    extra: dict[str, Any] = {}
+    if tiny.warmup_data == "mini":
+        from idfu_lab.generation import miniature
+
+        extra["miniature"] = miniature.data_fingerprint()
+    blob = json.dumps({"builder": TINY_BUILDER_VERSION, **asdict(tiny), **extra}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -72,7 +77,7 @@ def _tokenizer_corpus() -> list[str]:
         return [json.loads(line)["prompt"] for line in fh if line.strip()]
 
 
-def _train_tokenizer(vocab_size: int):
+def _train_tokenizer(vocab_size: int, corpus: list[str] | None = None):
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE(unk_token=None, byte_fallback=False))
@@ -90,7 +95,7 @@ def _train_tokenizer(vocab_size: int):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_tokenizer_corpus(), trainer=trainer)
+    tok.train_from_iterator(_tokenizer_corpus() if corpus is None else corpus, trainer=trainer)
     return tok
 
 
@@ -189,7 +194,12 @@ def build_tiny(tiny: TinyModelConfig, out: Path) -> Path:
     import torch
     from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-    raw = _train_tokenizer(tiny.vocab_size)
+    if tiny.warmup_data == "mini":  # the miniature model: its own text and warm-up
+        from idfu_lab.generation import miniature
+
+        raw, warm_up = _train_tokenizer(tiny.vocab_size, miniature.tokenizer_corpus(tiny)), miniature.warm_up
+    else:
+        raw, warm_up = _train_tokenizer(tiny.vocab_size), _warm_up
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=raw,
         eos_token="<|im_end|>",
@@ -214,7 +224,7 @@ def build_tiny(tiny: TinyModelConfig, out: Path) -> Path:
     )
     torch.manual_seed(tiny.init_seed)
     model = Qwen2ForCausalLM(cfg)
-    losses = _warm_up(model, tokenizer, tiny) if tiny.warmup_steps > 0 else []
+    losses = warm_up(model, tokenizer, tiny) if tiny.warmup_steps > 0 else []
     model.generation_config = GenerationConfig(
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
     )

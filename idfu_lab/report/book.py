@@ -38,7 +38,7 @@ from typing import Any
 
 import nbformat
 
-from idfu_lab.config import Config, describe, from_dict, load_config, load_yaml, repo_root
+from idfu_lab.config import CURATE, Config, describe, from_dict, load_config, load_yaml, repo_root
 from idfu_lab.errors import IdfuError
 from idfu_lab.pipeline import ONCE_AFTER, ONCE_BEFORE, PER_SEED
 from idfu_lab.runs import RunLayout
@@ -527,14 +527,33 @@ def run_note_markdown(contents: RunContents) -> str:
     seeds = ", ".join(str(s) for s in contents.seeds)
     n_pairs = _count_lines(RunLayout(contents.dir).train_pairs)
     pairs = f"{n_pairs} preference pairs" if n_pairs is not None else "the configured preference pairs"
+    if cfg.profile == "tiny" and cfg.evaluation.benchmark == "mini":
+        t = cfg.model.tiny
+        return (
+            ":::{admonition} Produced by the miniature on a CPU\n:class: warning\n\n"
+            f"This book was built from the run `{contents.name}` of the **tiny** profile, the miniature: a small "
+            f"Qwen2-architecture model ({t.num_hidden_layers} layers, hidden size {t.hidden_size}, a "
+            f"{t.vocab_size}-token vocabulary), warmed up on a CPU on the train split of the project's own `mini` "
+            f"benchmark, with answers in the mixed styles of a real instruct model; then trained with DPO on "
+            f"{pairs} curated from its own samples, and evaluated on mini's 164 eval problems, all on {where} "
+            f"(seeds: {seeds}).\n\n"
+            "**Its effects are real, measured by the same code as a `paper` run; its habits are not a real "
+            "model's.** Its warm-up put them there (a standard-library name used without its import, a "
+            "self-test appended after the function, a subtly wrong body, in proportions that differ by task "
+            "family). So the miniature shows *how* the method detects and removes such habits, not that DPO "
+            "fixes Qwen2.5-Coder: the study's numbers come from the `paper` profile on a GPU "
+            "(see {doc}`/book/reproducibility`).\n"
+            ":::\n"
+        )
     if cfg.profile == "tiny":
         t = cfg.model.tiny
         return (
             ":::{admonition} Produced by a tiny model on a CPU\n:class: warning\n\n"
-            f"This book was built from the run `{contents.name}` of the **tiny** profile: a toy "
+            f"This book was built from the run `{contents.name}` of a **tiny** recipe: a small "
             f"Qwen2-architecture model ({t.num_hidden_layers} layers, hidden size {t.hidden_size}, a "
             f"{t.vocab_size}-token vocabulary), built offline and trained with DPO on {pairs} from a "
-            f"hand-written fixture, then evaluated on HumanEval, all on {where} (seeds: {seeds}).\n\n"
+            f"hand-written fixture, then evaluated on `{cfg.evaluation.benchmark}`, all on {where} "
+            f"(seeds: {seeds}).\n\n"
             "**Its numbers exercise the machinery only.** They say nothing about DPO, about curated "
             "pairs or about Qwen2.5-Coder: the pipeline, the checks and the pages are real, the model is "
             "not. The study's numbers come from the `paper` profile on a GPU "
@@ -633,9 +652,14 @@ def walkthrough_markdown(contents: RunContents, glued: dict[str, dict[str, str]]
             f"Training used {kept[0]} pairs, whose rejected sides fail with NAME_ERROR {mix[0]} times and with "
             f"ASSERTION_FAIL {mix[1]} times: the failures training can push away from."
         )
-    if contents.config.profile == "tiny":
+    if contents.config.data.pairs == CURATE:
         text.append(
-            "The tiny profile's pairs are a small hand-written fixture, so the audit runs on known answers."
+            "These pairs were curated in the same notebook from the model's own samples, by the gates the "
+            "audit re-runs, so every pair should keep its parity."
+        )
+    elif contents.config.profile == "tiny":
+        text.append(
+            "The tiny recipe's pairs are a small hand-written fixture, so the audit runs on known answers."
         )
     pages["pairs"] = text
 
