@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from idfu_lab.benchmarks import suites
 from idfu_lab.errors import IdfuError
 from idfu_lab.jsonl import iter_records
-from idfu_lab.problems import Problem, dataset_hash, load_problems
+from idfu_lab.problems import Problem, dataset_hash, load_benchmark
 from idfu_lab.results import counts_dict, estimate_pass_at_k
 from idfu_lab.sandbox.executor import (
     DEFAULT_MEMORY_MB,
@@ -91,8 +92,12 @@ def evaluate_rows(rows: list[dict], problems: Mapping[str, Problem], **run_kw: A
     before anything runs. ``run_kw``: :func:`run_jobs`'s keyword arguments.
     """
     jobs = [_row_job(row, problems, f"row {number}") for number, row in enumerate(rows, start=1)]
-    verdicts = run_jobs(jobs, **run_kw)
-    return [{**row, **verdict.as_dict()} for row, verdict in zip(rows, verdicts, strict=True)]
+    # a problem with several test suites (EvalPlus's base and plus) is one job per suite, one row
+    row_problems = [problems[str(row["task_id"])] for row in rows]
+    jobs, merge = suites.expand(jobs, row_problems)
+    run_kw["timeout"] = suites.timeout_for(row_problems, run_kw.get("timeout", DEFAULT_TIMEOUT_S))
+    fields = merge(run_jobs(jobs, **run_kw))
+    return [{**row, **verdict} for row, verdict in zip(rows, fields, strict=True)]
 
 
 def _read_samples(path: Path) -> list[tuple[int, dict]]:
@@ -125,18 +130,20 @@ def evaluate_file(
     postprocess: str = "raw",
     imports: str = "none",
     progress: bool = False,
+    problems_file: str | Path | None = None,
 ) -> EvaluationSummary:
     """Judge a samples JSONL file; write the results JSONL and its ``.meta.json`` sidecar.
 
     Every row is validated first (malformed JSON, no task_id, neither or both of completion and
     solution, unknown task_id: IdfuError naming the line) so that nothing is run or written for a
-    bad file; both outputs are written atomically. ``benchmark``: ``"humaneval"`` or a problems
-    file (see :func:`idfu_lab.problems.load_problems`). ``postprocess``/``imports``: a policy from
+    bad file; both outputs are written atomically. ``benchmark``: a name (``humaneval``,
+    ``humaneval+``, ``mbpp``, ``mbpp+``, whose data ``problems_file`` gives where needed) or a problems
+    file (see :func:`idfu_lab.problems.load_benchmark`). ``postprocess``/``imports``: a policy from
     :mod:`idfu_lab.generation.postprocess` applied to each row first (``raw``/``none``: the text as given).
     """
     started = time.monotonic()
     samples, out = Path(samples), Path(out)
-    problems = load_problems(benchmark)
+    problems = load_benchmark(benchmark, problems_file)
     numbered = _read_samples(samples)
     for lineno, row in numbered:
         _row_job(row, problems, f"{samples}:{lineno}")
@@ -145,8 +152,11 @@ def evaluate_file(
     jobs = [
         _row_job(row, problems, f"{samples}: row {n} after post-processing") for n, row in enumerate(rows, 1)
     ]
+    row_problems = [problems[str(row["task_id"])] for row in rows]
+    jobs, merge = suites.expand(jobs, row_problems)  # one job per test suite (EvalPlus: base, plus)
+    timeout = suites.timeout_for(row_problems, timeout)
     verdicts, active = _run(jobs, workers=workers, timeout=timeout, memory_mb=memory_mb, progress=progress)
-    results = [{**row, **verdict.as_dict()} for row, verdict in zip(rows, verdicts, strict=True)]
+    results = [{**row, **verdict} for row, verdict in zip(rows, merge(verdicts), strict=True)]
 
     out.parent.mkdir(parents=True, exist_ok=True)
     meta_path = out.with_name(out.name + ".meta.json")
@@ -167,6 +177,8 @@ def evaluate_file(
     meta = {
         "samples": str(samples),
         "benchmark": benchmark,
+        "problems_file": str(problems_file) if problems_file else None,
+        "suites": list(suites.suite_names(problems)),
         "dataset_hash": dataset_hash(problems),
         "n_problems": len(problems),
         "n_samples": summary.n_samples,

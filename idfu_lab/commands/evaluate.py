@@ -65,7 +65,14 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument(
         "--benchmark",
         default="humaneval",
-        help="'humaneval' (bundled) or a HumanEval/MBPP-format problems file (default: humaneval)",
+        help="humaneval (bundled), humaneval+ or mbpp+ (EvalPlus's semantics: base and plus verdicts), mbpp "
+        "(its test split), or a HumanEval/MBPP/EvalPlus-format problems file (default: humaneval)",
+    )
+    evaluate.add_argument(
+        "--problems",
+        metavar="FILE",
+        help="the named benchmark's problem file: EvalPlus's .jsonl/.jsonl.gz for humaneval+/mbpp+ (default: "
+        "$HUMANEVAL_OVERRIDE_PATH/$MBPP_OVERRIDE_PATH, then EvalPlus's cache), MBPP's file or a Hub id for mbpp",
     )
     evaluate.add_argument(
         "--workers", type=_positive_int, default=None, help="parallel workers (default: CPUs)"
@@ -128,18 +135,32 @@ def run_evaluate(args: argparse.Namespace) -> int:
         postprocess=args.postprocess,
         imports=args.imports,
         progress=not args.no_progress and sys.stderr.isatty(),
+        problems_file=args.problems,
     )
     print(
         f"judged {summary.n_samples} samples of {summary.n_tasks} tasks in {summary.duration_s:.1f} s; "
         f"{summary.n_passed} passed -> {summary.out}"
     )
     print(_format_pass_at_k(summary.pass_at_k))
+    frame = read_results(summary.out)
+    _print_suites(frame)
     print()
-    print(counts_table(read_results(summary.out)).to_string())
+    print(counts_table(frame).to_string())
     off = [name for name, active in summary.protections.items() if not active]
     if off:
         print(f"\nsandbox protections not available here: {', '.join(off)}")
     return 0
+
+
+def _print_suites(frame: Any) -> None:
+    """Each test suite's own pass@k (EvalPlus: base, and plus alone), under the combined score above."""
+    from idfu_lab.results import estimate_pass_at_k
+
+    for suite in ("base", "plus"):
+        column = f"{suite}_passed"
+        if column in frame:
+            own = frame[["task_id"]].assign(passed=frame[column].astype(bool))
+            print(f"  {suite} tests only: {_format_pass_at_k(estimate_pass_at_k(own))}")
 
 
 def run_taxonomy(args: argparse.Namespace) -> int:
