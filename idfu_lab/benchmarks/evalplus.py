@@ -86,6 +86,7 @@ _FLAVOURS: dict[str, dict[str, Any]] = {
     "humaneval+": {
         "env": "HUMANEVAL_OVERRIDE_PATH",
         "stem": "HumanEvalPlus",
+        "display": "HumanEval+",
         "versions": ("v0.1.10", "v0.1.9"),
         "prefix": "HumanEval/",
         "release": "https://github.com/evalplus/humanevalplus_release/releases",
@@ -93,6 +94,7 @@ _FLAVOURS: dict[str, dict[str, Any]] = {
     "mbpp+": {
         "env": "MBPP_OVERRIDE_PATH",
         "stem": "MbppPlus",
+        "display": "MBPP+",
         "versions": ("v0.2.0", "v0.1.0"),
         "prefix": "Mbpp/",
         "release": "https://github.com/evalplus/mbppplus_release/releases",
@@ -130,7 +132,7 @@ def _missing_message(flavour: str, looked: list[str]) -> str:
     info = _FLAVOURS[flavour]
     name = f"{info['stem']}-{info['versions'][0]}.jsonl.gz"
     return (
-        f"{flavour}: no problem file on this machine (looked in {'; '.join(looked)}). Nothing is downloaded "
+        f"{info['display']}: no problem file on this machine (looked in {'; '.join(looked)}). Nothing is downloaded "
         f"during a run: get {name} from {info['release']} (or run EvalPlus once where the network is "
         f"reachable, which fills {evalplus_cache_dir()}), then pass --problems FILE, set "
         f"evaluation.problems in the recipe, or set {info['env']}=FILE"
@@ -172,7 +174,7 @@ def data_file(flavour: str, problems: str | Path | None = None) -> Path:
 def status(flavour: str, problems: str | Path | None = None) -> tuple[bool, str]:
     """Whether ``flavour``'s data is on this machine, and a sentence saying where it is or how to get it."""
     try:
-        return True, f"{flavour} data: {data_file(flavour, problems)}"
+        return True, f"{_FLAVOURS[flavour]['display']} data: {data_file(flavour, problems)}"
     except IdfuError as e:
         return False, str(e)
 

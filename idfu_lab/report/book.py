@@ -546,6 +546,13 @@ def run_note_markdown(contents: RunContents) -> str:
             "(see {doc}`/book/reproducibility`).\n"
             ":::\n"
         )
+    if is_compare(contents.dir):  # imported generations: no model, no pairs, no training here
+        from idfu_lab.analysis.compare import sentence
+
+        return (
+            f":::{{admonition}} Run `{contents.name}`: a comparison\n:class: note\n\n"
+            f"{sentence(contents.dir)} Judged on {where}.\n:::\n"
+        )
     kind = "the study's recipe" if cfg.profile == "paper" else "a custom recipe"
     text = (
         f":::{{admonition}} Run `{contents.name}`\n:class: note\n\n"
@@ -795,6 +802,12 @@ def significance_markdown(summary: dict[str, str]) -> str:
 def results_markdown(contents: RunContents, glued: dict[str, dict[str, str]]) -> str:
     """The Results overview: one row per seed with links to its notebooks, and its headline numbers."""
     seeds = contents.seeds
+    plan = (
+        "The evaluation, taxonomy and delta notebooks run once per compared file (in a training seed's "
+        "place: seed 1 is the first file compared with the base), the summary once over them all:"
+        if is_compare(contents.dir)
+        else "The audit runs once, the next four notebooks once per seed, the summary once over all seeds:"
+    )
     lines = [
         f"# Results of run `{contents.name}`",
         "",
@@ -802,8 +815,7 @@ def results_markdown(contents: RunContents, glued: dict[str, dict[str, str]]) ->
         "```",
         "",
         "The pages in this part are the notebooks exactly as papermill executed them in the run "
-        "(only their titles gained the seed). The audit runs once, the next four notebooks once per "
-        "seed, the summary once over all seeds:",
+        f"(only their titles gained the seed). {plan}",
         "",
     ]
     if "01_data_audit.ipynb" in contents.notebooks:
