@@ -187,8 +187,15 @@ class GenerationConfig:
 class EvaluationConfig:
     """How programs are built from completions and judged."""
 
-    benchmark: Literal["humaneval", "humaneval_plus", "mini"] = _f(
-        "humaneval", "benchmark: HumanEval, HumanEval+, or the project's own 'mini' (its eval split)"
+    benchmark: Literal["humaneval", "humaneval+", "mbpp", "mbpp+", "mini", "humaneval_plus"] = _f(
+        "humaneval",
+        "benchmark: humaneval (bundled), humaneval+ / mbpp+ (EvalPlus's semantics), mbpp (its test split), "
+        "or the project's own 'mini' (its eval split); humaneval_plus is read as humaneval+",
+    )
+    problems: str | None = _f(
+        None,
+        "the benchmark's problem file (EvalPlus .jsonl/.jsonl.gz for humaneval+/mbpp+, MBPP's file or a Hub id "
+        "for mbpp); None: EvalPlus's HUMANEVAL_OVERRIDE_PATH/MBPP_OVERRIDE_PATH or cache, the Hub's mbpp",
     )
     limit: int | None = _f(None, "evaluate only the first N problems (None: all 164)")
     postprocess: Literal["raw", "extract", "sanitize"] = _f("extract", "from reply to program")
@@ -214,7 +221,10 @@ class AuditConfig:
 class Config:
     """A whole recipe."""
 
-    profile: Literal["tiny", "paper", "custom"] = _f("tiny", "tiny (CPU, offline), paper (the study), custom")
+    profile: Literal["tiny", "paper", "custom", "compare"] = _f(
+        "tiny",
+        "tiny (CPU, offline), paper (the study), custom, compare (imported generations: idfu-lab compare)",
+    )
     description: str = _f("", "one line shown in the book")
     seeds: list[int] = _f([42, 123, 7], "training seeds; each is an independent run")
     model: ModelConfig = _f(ModelConfig(), "the model")
@@ -323,7 +333,7 @@ def _validate(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: key 'dpo.max_prompt_length' must be below 'dpo.max_length'")
     if not 0.0 < cfg.evaluation.alpha < 1.0:
         raise ConfigError(f"{where}: key 'evaluation.alpha' must be in (0, 1)")
-    if not cfg.data.pairs:
+    if not cfg.data.pairs and cfg.profile != "compare":  # a comparison trains nothing
         raise ConfigError(f"{where}: key 'data.pairs' is required")
     if cfg.data.pairs == CURATE:
         if not cfg.data.problems:

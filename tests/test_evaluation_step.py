@@ -12,7 +12,6 @@ from idfu_lab.analysis.evaluation import (
     ALL_POLICIES,
     evaluate_seed,
     humaneval_plus_status,
-    humaneval_plus_test,
     judge_policies,
     load_humaneval_plus,
     outcome_phase_table,
@@ -144,9 +143,10 @@ def test_humaneval_plus_test_judges_like_evalplus(tmp_path):
     path = tmp_path / "HumanEvalPlus.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     plus = load_humaneval_plus(path)
-    assert plus["HumanEval/2"].benchmark == "humaneval_plus" and "_close(_out, _exp" in humaneval_plus_test(
-        recs[0]
-    )
+    assert plus["HumanEval/2"].benchmark == "humaneval+" and [n for n, _ in plus["HumanEval/2"].suites] == [
+        "base",
+        "plus",
+    ]
     rows = [
         {"task_id": "HumanEval/2", "completion": "    return number % 1.0\n"},
         {"task_id": "HumanEval/2", "completion": "    return round(number % 1.0, 1)\n"},  # right on 3.5 only

@@ -29,6 +29,10 @@ Cause labels (several allowed), computed with :mod:`ast` on the two programs:
   block in one reply only, a body appended to the prompt in one and a whole function in the other).
   ``extraction_broken`` is the reverse (the tuned side has no runnable program, or the shape changed
   on a problem that went from pass to fail);
+- ``syntax_fixed`` / ``syntax_broken``: in place of ``extraction_*`` where the side without a runnable
+  program is the model's own text, unchanged by post-processing (``raw``, or a policy that only put
+  imports in front of it), and that text does not parse (a mis-indented line): the model wrote it so,
+  and no extraction is to blame;
 - ``logic_changed``: the entry point's AST differs beyond imports, docstrings and formatting
   (``ast.dump`` of the function with docstrings, nested imports and newly defined nested helpers
   removed), or a helper both programs define changed, or other module-level code changed;
@@ -90,11 +94,12 @@ FORWARD_LABELS = (
     "helper_defined",
     "self_test_removed",
     "extraction_fixed",
+    "syntax_fixed",
     "logic_changed",
     "format_only",
 )
 #: Their reverses, for regressions (and fail-to-fail changes).
-REVERSE_LABELS = ("import_removed", "helper_removed", "self_test_added", "extraction_broken")
+REVERSE_LABELS = ("import_removed", "helper_removed", "self_test_added", "extraction_broken", "syntax_broken")
 LABELS = FORWARD_LABELS + REVERSE_LABELS
 #: The labels that make a change algorithmic; every other label is behavioural.
 LOGIC_LABELS = frozenset({"logic_changed"})
@@ -420,6 +425,23 @@ def _runnable(prog: Program, verdict: Mapping[str, Any], entry_point: str | None
     return ""
 
 
+def _own_syntax_error(prog: Program, row: Mapping[str, Any]) -> bool:
+    """The program does not parse and its text is the model's own: no post-processing changed it.
+
+    A row judged under a policy records the model's text as ``raw``; the code that ran is then the
+    model's own when ``raw`` appears in it unchanged (a policy that only adds imports in front). A row
+    without ``raw`` was run as given. A program holding a markdown fence is a reply nobody extracted
+    code from: that stays an extraction label.
+    """
+    if prog.parses or prog.blank or "```" in prog.source:
+        return False  # a markdown fence in the program: a reply that was not extracted, not bad code
+    raw = row.get("raw")
+    if not isinstance(raw, str):
+        return True
+    code = row.get("solution") if isinstance(row.get("solution"), str) else row.get("completion")
+    return bool(raw.strip()) and isinstance(code, str) and raw.strip() in code
+
+
 def _why_evidence(prog: Program, row: Mapping[str, Any], side: str) -> list[Evidence]:
     """Lines that show why a side has no runnable program: the syntax error's line, else the reply's start."""
     lines = prog.source.splitlines()
@@ -448,13 +470,25 @@ def label_change(
     why_tuned = _runnable(tuned, tuned_row, entry_point)
     if why_base and not why_tuned:
         ev = _why_evidence(base, base_row, "base")
+        own = _own_syntax_error(base, base_row)
         labels.append(
-            Label("extraction_fixed", f"the base program {why_base}; the tuned one is runnable", ev)
+            Label(
+                "syntax_fixed" if own else "extraction_fixed",
+                f"the base program {why_base}{' as the model wrote it' if own else ''}; the tuned one is runnable",
+                ev,
+            )
         )
     elif why_tuned:
         ev = _why_evidence(tuned, tuned_row, "tuned")
+        own = _own_syntax_error(tuned, tuned_row)
         both = f"; the base program {why_base}" if why_base else ""
-        labels.append(Label("extraction_broken", f"the tuned program {why_tuned}{both}", ev))
+        labels.append(
+            Label(
+                "syntax_broken" if own else "extraction_broken",
+                f"the tuned program {why_tuned}{' as the model wrote it' if own else ''}{both}",
+                ev,
+            )
+        )
     if why_base or why_tuned:
         # One side has no program to compare with: any other difference would be an artefact of that
         # (a prompt-only program "changed its logic"), so extraction is the whole explanation.

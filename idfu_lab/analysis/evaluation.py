@@ -17,8 +17,8 @@
 The step is recorded as finished in the seed's manifest with the config hash and the adapter's hash:
 a re-run with the same recipe and the same adapter is skipped; a retrained adapter is re-evaluated.
 
-HumanEval+ (``evaluation.benchmark: humaneval_plus``) is read through the ``evalplus`` package from its
-local data only (never downloaded here): see :func:`humaneval_plus_status`.
+Benchmarks other than the bundled HumanEval (``evaluation.benchmark``: ``humaneval+``, ``mbpp``, ``mbpp+``)
+are read from local files only, never downloaded here: see :mod:`idfu_lab.benchmarks.evalplus`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ import pandas as pd
 
 from idfu_lab.errors import IdfuError
 from idfu_lab.generation.postprocess import IMPORTS, POSTPROCESS, apply_rows
-from idfu_lab.jsonl import iter_records, write_json, write_records
+from idfu_lab.jsonl import write_json, write_records
 
 if TYPE_CHECKING:  # pragma: no cover
     from idfu_lab.problems import Problem
@@ -51,134 +50,34 @@ MODELS = ("base", "tuned")
 #: Every post-processing x import policy, in the order the sensitivity table lists them.
 ALL_POLICIES: tuple[tuple[str, str], ...] = tuple((p, i) for p in POSTPROCESS for i in IMPORTS)
 
-#: The HumanEval+ release the evalplus package reads (its file name in evalplus's cache).
-HUMANEVAL_PLUS_VERSION = "v0.1.10"
-
 
 # --------------------------------------------------------------------------- benchmarks
 
 
-def _evalplus_cache_file() -> Path:
-    try:
-        from appdirs import user_cache_dir  # evalplus's own dependency
+def humaneval_plus_status(problems: str | Path | None = None) -> tuple[bool, str]:
+    """Whether HumanEval+ can be evaluated here, and a sentence saying where its data is or how to get it."""
+    from idfu_lab.benchmarks import evalplus
 
-        root = Path(user_cache_dir("evalplus"))
-    except ImportError:
-        root = Path.home() / ".cache" / "evalplus"
-    return root / f"HumanEvalPlus-{HUMANEVAL_PLUS_VERSION}.jsonl"
-
-
-def humaneval_plus_status() -> tuple[bool, str]:
-    """Whether HumanEval+ can be evaluated here, and why not.
-
-    It needs the ``evalplus`` package and its data file on disk: ``$HUMANEVAL_OVERRIDE_PATH`` or
-    evalplus's cache (``HumanEvalPlus-v0.1.10.jsonl``), which evalplus fills on its first use where the
-    network is reachable. Nothing is downloaded from here.
-    """
-    import importlib.util
-
-    if importlib.util.find_spec("evalplus") is None:
-        return False, "HumanEval+ skipped: the evalplus package is not installed (pip install evalplus)"
-    override = os.environ.get("HUMANEVAL_OVERRIDE_PATH")
-    path = Path(override) if override else _evalplus_cache_file()
-    if not path.is_file():
-        return False, (
-            f"HumanEval+ skipped: its data is not on this machine ({path}). On a machine with network access run "
-            "`python -c 'from evalplus.data import get_human_eval_plus; get_human_eval_plus()'` once, or set "
-            "HUMANEVAL_OVERRIDE_PATH to a HumanEvalPlus .jsonl file"
-        )
-    return True, f"HumanEval+ data: {path}"
-
-
-def humaneval_plus_test(record: Mapping[str, Any]) -> str:
-    """The TEST-phase code of one HumanEval+ task, judged as EvalPlus judges it.
-
-    The canonical solution is executed in its own namespace to get the expected outputs of the base
-    and plus inputs; an output passes when it equals the expected one, or, for floats, is within
-    ``atol`` (1e-6 when the task gives 0) with ``rtol=1e-7``, as ``numpy.allclose`` (written out, so the
-    sandbox need not import numpy); ``find_zero`` is
-    judged by the polynomial's value at the answer, EvalPlus's special oracle.
-    """
-    entry = record["entry_point"]
-    reference = record["prompt"] + record["canonical_solution"]
-    inputs = list(record.get("base_input", [])) + list(record.get("plus_input", []))
-    atol = float(record.get("atol") or 0.0)
-    return "\n".join(
-        [
-            "import copy as _copy, json as _json, math as _math",
-            "def _floats(x):",
-            "    if isinstance(x, float):",
-            "        return True",
-            "    return isinstance(x, (list, tuple)) and bool(x) and all(isinstance(i, float) for i in x)",
-            "def _close(a, b, atol):",
-            "    # numpy.allclose(a, b, rtol=1e-07, atol=atol), elementwise, without importing numpy",
-            "    if isinstance(b, (list, tuple)):",
-            "        return isinstance(a, (list, tuple)) and len(a) == len(b) and all(_close(x, y, atol) for x, y in zip(a, b))",
-            "    return abs(a - b) <= atol + 1e-07 * abs(b) and not _math.isnan(a - b)",
-            f"_ref_ns = {{}}; exec({reference!r}, _ref_ns)",
-            f"_ref = _ref_ns[{entry!r}]",
-            f"_inputs = _json.loads({json.dumps(inputs)!r})",
-            "for _inp in _inputs:",
-            f"    _out = {entry}(*_copy.deepcopy(_inp))",
-            *(
-                ["    assert abs(_ref_ns['poly'](*_inp, _out)) <= %r" % (atol or 1e-6), "    continue"]
-                if entry == "find_zero"
-                else []
-            ),
-            "    _exp = _ref(*_copy.deepcopy(_inp))",
-            f"    _atol = {atol!r} or (1e-6 if _floats(_exp) else 0.0)",
-            "    if _out != _exp and _atol:",
-            "        assert type(_out) is type(_exp)",
-            "        assert _close(_out, _exp, _atol)",
-            "    else:",
-            "        assert _out == _exp",
-        ]
-    )
+    return evalplus.status("humaneval+", problems)
 
 
 def load_humaneval_plus(path: str | Path | None = None) -> dict[str, Problem]:
-    """HumanEval+ problems (EvalPlus's records: prompt, canonical_solution, base_input, plus_input, atol)."""
-    from idfu_lab.problems import Problem
+    """HumanEval+ problems with EvalPlus's semantics (see :mod:`idfu_lab.benchmarks.evalplus`)."""
+    from idfu_lab.problems import load_benchmark
 
-    if path is None:
-        ok, why = humaneval_plus_status()
-        if not ok:
-            raise IdfuError(why)
-        from evalplus.data import get_human_eval_plus
-
-        records = get_human_eval_plus()
-    else:
-        records = {}
-        for i, rec in iter_records(path):
-            missing = [k for k in ("task_id", "prompt", "canonical_solution", "entry_point") if k not in rec]
-            if missing:
-                raise IdfuError(f"{path}: line {i} lacks {', '.join(missing)} (not a HumanEval+ record)")
-            records[rec["task_id"]] = rec
-    return {
-        tid: Problem(
-            task_id=tid,
-            prompt=rec["prompt"],
-            test=humaneval_plus_test(rec),
-            entry_point=rec["entry_point"],
-            reference=rec["prompt"] + rec["canonical_solution"],
-            benchmark="humaneval_plus",
-        )
-        for tid, rec in records.items()
-    }
+    return load_benchmark("humaneval+", path)
 
 
-def load_benchmark(name: str) -> dict[str, Problem]:
-    """``humaneval`` (offline, from the human-eval package), ``humaneval_plus`` (evalplus), or a problems file."""
-    from idfu_lab.problems import load_problems
+def load_benchmark(name: str, problems: str | Path | None = None) -> dict[str, Problem]:
+    """A benchmark by name (``humaneval``, ``humaneval+``, ``mbpp``, ``mbpp+``) or a problems file."""
+    from idfu_lab.problems import load_benchmark as load
 
-    if name == "humaneval_plus":
-        return load_humaneval_plus()
-    return load_problems(name)
+    return load(name, problems)
 
 
 def benchmark_problems(run: Run) -> list[Problem]:
     """The run's benchmark problems, in order, limited by ``evaluation.limit``."""
-    problems = list(load_benchmark(run.config.evaluation.benchmark).values())
+    problems = list(load_benchmark(run.config.evaluation.benchmark, run.config.evaluation.problems).values())
     limit = run.config.evaluation.limit
     return problems[:limit] if limit is not None else problems
 
@@ -244,8 +143,11 @@ def judge_policies(
         "sensitivity: %d policies, %d rows each, %d distinct programs", len(policies), len(rows), len(keys)
     )
     verdicts = evaluate_rows([unique[k] for k in keys], problems, **run_kw)
-    verdict_fields = ("passed", "outcome", "phase", "exception_type", "message", "duration_s")
-    by_key = {k: {f: v.get(f) for f in verdict_fields} for k, v in zip(keys, verdicts, strict=True)}
+    # every verdict field, the suites' own (base_*, plus_*) included where the benchmark has them
+    by_key = {
+        k: {f: value for f, value in v.items() if f not in unique[k]}
+        for k, v in zip(keys, verdicts, strict=True)
+    }
     return {pol: [{**r, **by_key[_program_key(r)]} for r in prows] for pol, prows in prepared.items()}
 
 

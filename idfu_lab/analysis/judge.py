@@ -53,10 +53,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from idfu_lab.benchmarks import suites
 from idfu_lab.errors import IdfuError
 from idfu_lab.jsonl import ENCODE_ERRORS, dumps, iter_records, parse_line, write_json
 from idfu_lab.outcomes import Outcome, Phase
-from idfu_lab.problems import Problem, dataset_hash, load_problems
+from idfu_lab.problems import Problem, dataset_hash, load_benchmark
 from idfu_lab.results import counts_dict, estimate_pass_at_k, read_result_rows
 from idfu_lab.sandbox.executor import (
     DEFAULT_MEMORY_MB,
@@ -270,8 +271,12 @@ def evaluate_rows(rows: list[dict], problems: Mapping[str, Problem], **run_kw: A
     before anything runs. ``run_kw``: :func:`run_jobs`'s keyword arguments.
     """
     jobs = [_row_job(row, problems, f"row {number}") for number, row in enumerate(rows, start=1)]
-    verdicts = run_jobs(jobs, **run_kw)
-    return [{**row, **verdict.as_dict()} for row, verdict in zip(rows, verdicts, strict=True)]
+    # a problem with several test suites (EvalPlus's base and plus) is one job per suite, one row
+    row_problems = [problems[str(row["task_id"])] for row in rows]
+    jobs, merge = suites.expand(jobs, row_problems)
+    run_kw["timeout"] = suites.timeout_for(row_problems, run_kw.get("timeout", DEFAULT_TIMEOUT_S))
+    fields = merge(run_jobs(jobs, **run_kw))
+    return [{**row, **verdict} for row, verdict in zip(rows, fields, strict=True)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -580,19 +585,38 @@ class _Progress:
 
 
 def _judge_chunk(
-    prepared: Sequence[tuple[dict, Job | Verdict]], *, workers: int | None, timeout: Any, memory_mb: int
+    prepared: Sequence[tuple[dict, Job | Verdict]],
+    problems: Mapping[str, Problem],
+    *,
+    workers: int | None,
+    timeout: Any,
+    memory_mb: int,
 ) -> tuple[list[dict], dict[str, bool] | None]:
-    """Result rows for a chunk, in order; the protections the workers reported (None: none ran)."""
-    jobs = [item for _, item in prepared if isinstance(item, Job)]
+    """Result rows for a chunk, in order; the protections the workers reported (None: none ran).
+
+    A problem with several test suites (EvalPlus's base and plus) is one job per suite and one row.
+    """
+    runnable = [(row, item) for row, item in prepared if isinstance(item, Job)]
     active = None
-    verdicts: list[Verdict] = []
-    if jobs:
-        verdicts, active = _run(jobs, workers=workers, timeout=timeout, memory_mb=memory_mb, progress=False)
-    ran = iter(verdicts)
+    fields: list[dict[str, Any]] = []
+    if runnable:
+        row_problems = [problems[str(row["task_id"])] for row, _ in runnable]
+        jobs, merge = suites.expand([job for _, job in runnable], row_problems)
+        verdicts, active = _run(
+            jobs,
+            workers=workers,
+            timeout=suites.timeout_for(row_problems, timeout)
+            if isinstance(timeout, int | float)
+            else timeout,
+            memory_mb=memory_mb,
+            progress=False,
+        )
+        fields = merge(verdicts)
+    ran = iter(fields)
     rows = []
     for row, item in prepared:
-        verdict = next(ran) if isinstance(item, Job) else item
-        rows.append({**row, **verdict.as_dict()})
+        verdict = next(ran) if isinstance(item, Job) else item.as_dict()
+        rows.append({**row, **verdict})
     return rows, active
 
 
@@ -609,13 +633,15 @@ def evaluate_file(
     progress: bool = False,
     resume: bool = False,
     shard: tuple[int, int] | None = None,
+    problems_file: str | Path | None = None,
 ) -> EvaluationSummary:
     """Judge a samples JSONL file; write the results JSONL and its ``.meta.json`` sidecar.
 
     Every row is validated first (malformed JSON or UTF-8, no task_id, neither or both of
     completion and solution, unknown task_id: IdfuError naming the line) and so is ``memory_mb``
     (:func:`check_memory_mb`), so that nothing is run or written for a bad file. ``benchmark``:
-    ``"humaneval"`` or a problems file (see :func:`idfu_lab.problems.load_problems`).
+    a name (``humaneval``, ``humaneval+``, ``mbpp``, ``mbpp+``, whose data ``problems_file`` gives
+    where needed) or a problems file (see :func:`idfu_lab.problems.load_benchmark`).
     ``postprocess``/``imports``: a policy from :mod:`idfu_lab.generation.postprocess` applied to
     each row first (``raw``/``none``: the text as given). Rows are written as they are judged to
     ``OUT.partial``; ``resume`` continues from it; ``shard=(K, N)`` judges every N-th row from the
@@ -624,7 +650,7 @@ def evaluate_file(
     started = time.monotonic()
     samples, out = Path(samples), Path(out)
     check_memory_mb(memory_mb)
-    problems = load_problems(benchmark)
+    problems = load_benchmark(benchmark, problems_file)
     digest, numbered = _read_samples(samples)
     for lineno, row in numbered:
         _row_job(row, problems, f"{samples}:{lineno}")
@@ -679,7 +705,9 @@ def evaluate_file(
                 _prepare(dict(row), problems, postprocess, imports, applied, f"{samples}:{lineno}")
                 for lineno, row in chunk
             ]
-            rows, reported = _judge_chunk(prepared, workers=workers, timeout=timeout, memory_mb=memory_mb)
+            rows, reported = _judge_chunk(
+                prepared, problems, workers=workers, timeout=timeout, memory_mb=memory_mb
+            )
             active = active or reported
             partial.append(rows)
             pacing.record(len(chunk), time.monotonic() - chunk_started)
@@ -766,6 +794,7 @@ def _meta(
         "samples": str(samples),
         "benchmark": benchmark,
         "dataset_hash": identity["dataset_hash"],
+        "suites": list(suites.suite_names(problems)),
         "n_problems": len(problems),
         "n_samples": summary.n_samples,
         "n_tasks": summary.n_tasks,

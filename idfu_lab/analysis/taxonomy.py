@@ -498,7 +498,7 @@ def problems_for(run: Run) -> dict[str, Problem]:
     """The run's benchmark problems by task id: they rebuild the programs that were run."""
     from idfu_lab.analysis.evaluation import load_benchmark
 
-    return load_benchmark(run.config.evaluation.benchmark)
+    return load_benchmark(run.config.evaluation.benchmark, run.config.evaluation.problems)
 
 
 def load_pair(run: Run, seed: int | None = None) -> dict[str, list[dict[str, Any]]]:

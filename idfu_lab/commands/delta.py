@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Compare two results files of the same benchmark (base vs tuned, or any two models): "
         "transition counts, and for every changed problem a side-by-side diff of the two programs with "
         "automatic cause labels (import_added, helper_defined, self_test_removed, extraction_fixed, "
-        "logic_changed, format_only, and their reverses). Writes DIR/delta.json and DIR/delta.html.",
+        "syntax_fixed, logic_changed, format_only, and their reverses). Writes DIR/delta.json and DIR/delta.html.",
     )
     p.add_argument("base", metavar="BASE_RESULTS", help="results JSONL of the reference side")
     p.add_argument("tuned", metavar="TUNED_RESULTS", help="results JSONL of the side compared with it")

@@ -96,7 +96,14 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument(
         "--benchmark",
         default="humaneval",
-        help="'humaneval' (bundled) or a HumanEval/MBPP-format problems file (default: humaneval)",
+        help="humaneval (bundled), humaneval+ or mbpp+ (EvalPlus's semantics: base and plus verdicts), mbpp "
+        "(its test split), or a HumanEval/MBPP/EvalPlus-format problems file (default: humaneval)",
+    )
+    evaluate.add_argument(
+        "--problems",
+        metavar="FILE",
+        help="the named benchmark's problem file: EvalPlus's .jsonl/.jsonl.gz for humaneval+/mbpp+ (default: "
+        "$HUMANEVAL_OVERRIDE_PATH/$MBPP_OVERRIDE_PATH, then EvalPlus's cache), MBPP's file or a Hub id for mbpp",
     )
     evaluate.add_argument(
         "--workers", type=_positive_int, default=None, help="parallel workers (default: CPUs)"
@@ -212,6 +219,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 progress=not args.no_progress and sys.stderr.isatty(),
                 resume=args.resume,
                 shard=args.shard,
+                problems_file=args.problems,
             )
     except Interrupted as stop:
         print(_interrupted_message(stop, args.out), file=sys.stderr)
@@ -250,11 +258,24 @@ def _print_summary(summary: Any) -> None:
         k, n = summary.shard
         print(f"shard {k}/{n}: the figures below are this shard's rows only; evaluate-merge gives the run's")
     print(_format_pass_at_k(summary.pass_at_k))
+    frame = read_results(summary.out)
+    _print_suites(frame)
     print()
-    print(counts_table(read_results(summary.out)).to_string())
+    print(counts_table(frame).to_string())
     off = [name for name, active in summary.protections.items() if not active]
     if off:
         print(f"\nsandbox protections not available here: {', '.join(off)}")
+
+
+def _print_suites(frame: Any) -> None:
+    """Each test suite's own pass@k (EvalPlus: base, and plus alone), under the combined score above."""
+    from idfu_lab.results import estimate_pass_at_k
+
+    for suite in ("base", "plus"):
+        column = f"{suite}_passed"
+        if column in frame:
+            own = frame[["task_id"]].assign(passed=frame[column].astype(bool))
+            print(f"  {suite} tests only: {_format_pass_at_k(estimate_pass_at_k(own))}")
 
 
 def run_taxonomy(args: argparse.Namespace) -> int:

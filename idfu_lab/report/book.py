@@ -40,7 +40,7 @@ import nbformat
 
 from idfu_lab.config import CURATE, Config, describe, from_dict, load_config, load_yaml, repo_root
 from idfu_lab.errors import IdfuError
-from idfu_lab.pipeline import ONCE_AFTER, ONCE_BEFORE, PER_SEED
+from idfu_lab.pipeline import ONCE_AFTER, ONCE_BEFORE, plan_for
 from idfu_lab.runs import RunLayout
 
 logger = logging.getLogger(__name__)
@@ -70,6 +70,10 @@ HEADLINE_KEYS: dict[str, list[tuple[str, str, str]]] = {
     "05_delta_tracing": [("logic_pp", "of which logic (points)", "+.2f")],
     "02_training": [("train_final_loss", "final DPO loss", ".4f")],
 }
+
+
+#: The table of contents of a comparison run's book (``idfu-lab compare``): no pairs, no training.
+COMPARE_TOC = Path("_toc_compare.yml")
 
 
 class BookError(IdfuError):
@@ -145,7 +149,8 @@ def inspect_run(run_dir: str | Path) -> RunContents:
     nb_dir = layout.notebooks_dir
     notebooks: dict[str, Path] = {}
     missing: list[str] = []
-    for stem in (*ONCE_BEFORE, *ONCE_AFTER):
+    once_before, per_seed, once_after = plan_for(run_dir)  # a comparison run has no 01 and no 02
+    for stem in (*once_before, *once_after):
         p = layout.executed_notebook(stem)
         notebooks[p.name] = p
         if not p.exists():
@@ -160,7 +165,7 @@ def inspect_run(run_dir: str | Path) -> RunContents:
         missing.append(str(nb_dir / "seed-<s>"))
     seeds = _seed_order(seed_dirs, config.seeds)
     for s in seeds:
-        for stem in PER_SEED:
+        for stem in per_seed:
             p = layout.executed_notebook(stem, s)
             notebooks[f"seed-{s}/{p.name}"] = p
             if not p.exists():
@@ -560,6 +565,13 @@ def run_note_markdown(contents: RunContents) -> str:
             "(see {doc}`/book/reproducibility`).\n"
             ":::\n"
         )
+    if is_compare(contents.dir):  # imported generations: no model, no pairs, no training here
+        from idfu_lab.analysis.compare import sentence
+
+        return (
+            f":::{{admonition}} Run `{contents.name}`: a comparison\n:class: note\n\n"
+            f"{sentence(contents.dir)} Judged on {where}.\n:::\n"
+        )
     kind = "the study's recipe" if cfg.profile == "paper" else "a custom recipe"
     text = (
         f":::{{admonition}} Run `{contents.name}`\n:class: note\n\n"
@@ -630,6 +642,7 @@ def walkthrough_markdown(contents: RunContents, glued: dict[str, dict[str, str]]
         return rel, _Quote(rel, glued.get(rel, {}))
 
     pages: dict[str, list[str]] = {}
+    comparing = not any(rel.endswith("02_training.ipynb") for rel in glued)
 
     rel, q = nb("01_data_audit")
     text = [f"The {_doc(rel, 'data audit')} checks this run's pair set."]
@@ -661,7 +674,8 @@ def walkthrough_markdown(contents: RunContents, glued: dict[str, dict[str, str]]
         text.append(
             "The tiny recipe's pairs are a small hand-written fixture, so the audit runs on known answers."
         )
-    pages["pairs"] = text
+    if not comparing:
+        pages["pairs"] = text
 
     rel, q = nb("02_training")
     text = [f"Seed {seed}'s {_doc(rel, 'training notebook')} plots these quantities at every step."]
@@ -680,7 +694,8 @@ def walkthrough_markdown(contents: RunContents, glued: dict[str, dict[str, str]]
             f"After training, the mean margin over the training pairs is {margin[0]}, and {margin[1]} of the "
             "pairs have a positive one."
         )
-    pages["dpo"] = [*text, others.strip()] if others else text
+    if not comparing:  # a comparison of imported generations trains nothing: no pairs, no DPO pages
+        pages["dpo"] = [*text, others.strip()] if others else text
 
     rel, q = nb("03_evaluation")
     text = [
@@ -811,6 +826,12 @@ def significance_markdown(summary: dict[str, str]) -> str:
 def results_markdown(contents: RunContents, glued: dict[str, dict[str, str]]) -> str:
     """The Results overview: one row per seed with links to its notebooks, and its headline numbers."""
     seeds = contents.seeds
+    plan = (
+        "The evaluation, taxonomy and delta notebooks run once per compared file (in a training seed's "
+        "place: seed 1 is the first file compared with the base), the summary once over them all:"
+        if is_compare(contents.dir)
+        else "The audit runs once, the next four notebooks once per seed, the summary once over all seeds:"
+    )
     lines = [
         f"# Results of run `{contents.name}`",
         "",
@@ -818,13 +839,17 @@ def results_markdown(contents: RunContents, glued: dict[str, dict[str, str]]) ->
         "```",
         "",
         "The pages in this part are the notebooks exactly as papermill executed them in the run "
-        "(only their titles gained the seed). The audit runs once, the next four notebooks once per "
-        "seed, the summary once over all seeds:",
+        f"(only their titles gained the seed). {plan}",
         "",
-        f"- {{doc}}`Data audit </{RESULTS_DIR.as_posix()}/01_data_audit>`: the pair set the training used",
     ]
+    if "01_data_audit.ipynb" in contents.notebooks:
+        lines.append(
+            f"- {{doc}}`Data audit </{RESULTS_DIR.as_posix()}/01_data_audit>`: the pair set the training used"
+        )
     headers = {"02_training": "training", "03_evaluation": "evaluation"}
     headers |= {"04_failure_taxonomy": "failure taxonomy", "05_delta_tracing": "delta tracing"}
+    present = {rel.split("/")[-1].removesuffix(".ipynb") for rel in contents.notebooks}
+    headers = {stem: label for stem, label in headers.items() if stem in present}
     lines += [f"- Seed {s}: " + ", ".join(_seed_links(s, headers)) for s in seeds]
     lines += [
         f"- {{doc}}`Summary over seeds </{RESULTS_DIR.as_posix()}/06_summary>`: "
@@ -853,6 +878,34 @@ def results_markdown(contents: RunContents, glued: dict[str, dict[str, str]]) ->
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def is_compare(run_dir: str | Path) -> bool:
+    """Whether the run compares imported generations (``idfu-lab compare``) instead of training."""
+    from idfu_lab.analysis.compare import is_compare as comparing
+
+    return comparing(run_dir)
+
+
+def compare_markdown(contents: RunContents) -> str:
+    """What a comparison run compared: the sentence, then one row per input file with its hash."""
+    from idfu_lab.analysis.compare import describe, sentence
+
+    table = describe(contents.dir)
+    lines = [
+        sentence(contents.dir),
+        "",
+        "| " + " | ".join(table.columns) + " |",
+        "|---" * len(table.columns) + "|",
+    ]
+    for row in table.itertuples(index=False):
+        lines.append("| " + " | ".join(_md_cell(v) for v in row) + " |")
+    lines += [
+        "",
+        "The SHA-256 (first 16 hex digits here, in full in the run's `compare.json` and manifests) identifies "
+        "each file: the notebooks record it, so a changed file re-runs the pages that read it.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _seed_links(seed: int, headers: dict[str, str]) -> list[str]:
@@ -906,6 +959,8 @@ def prepare(run_dir: str | Path, root: str | Path | None = None) -> Prepared:
         "significance_run.md": significance_markdown(keys.get("06_summary.ipynb", {})),
     }
     pages |= {f"walkthrough/{name}.md": text for name, text in walkthrough_markdown(contents, keys).items()}
+    if is_compare(contents.dir):
+        pages["compare.md"] = compare_markdown(contents)
     written = []
     for name, text in pages.items():
         (generated / name).parent.mkdir(parents=True, exist_ok=True)
@@ -978,6 +1033,8 @@ def build(
     elif not (root / RESULTS_DIR).is_dir():
         raise BookError(f"{root / RESULTS_DIR} is missing: prepare the book from a run first")
     cmd = [jupyter_book_executable(), "build", str(root), *BUILD_FLAGS]
+    if (root / GENERATED_DIR / "compare.md").exists():  # prepared from a comparison run: its own contents
+        cmd += ["--toc", str(root / COMPARE_TOC)]
     logger.info("building the book: %s", " ".join(cmd))
     env = dict(os.environ, PYTHONWARNINGS="ignore::DeprecationWarning")
     t0 = time.perf_counter()

@@ -135,13 +135,16 @@ def _toc_entries(toc: dict[str, Any]) -> Iterable[tuple[str, str]]:
     yield from walk(toc.get("chapters", []))
 
 
-def expected_pages(root: Path, seeds: Sequence[int], per_seed: Sequence[str]) -> list[PageSpec]:
-    """Every page ``_toc.yml`` promises for a run with these seeds, in reading order.
+def expected_pages(
+    root: Path, seeds: Sequence[int], per_seed: Sequence[str], toc_file: str | Path = "_toc.yml"
+) -> list[PageSpec]:
+    """Every page ``toc_file`` (``_toc.yml``; a comparison's book has its own) promises for a run with
+    these seeds, in reading order.
 
     Globs are expanded against what the run *should* have (each seed × each per-seed notebook), not
     against what the build produced, so a page that is missing from the build is reported missing.
     """
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    toc = yaml.safe_load((root / toc_file).read_text())
     candidates = [f"book/results/seed-{s}/{nb}" for s in seeds for nb in per_seed]
     pages: list[PageSpec] = []
     for kind, value in _toc_entries(toc):
@@ -634,12 +637,13 @@ def check_book(
 
     Screenshots go to ``<run_dir>/book-check/`` unless ``shots`` says otherwise.
     """
-    from idfu_lab.pipeline import PER_SEED
-    from idfu_lab.report.book import inspect_run
+    from idfu_lab.pipeline import plan_for
+    from idfu_lab.report.book import COMPARE_TOC, inspect_run, is_compare
 
     root = Path(root) if root else repo_root()
     contents = inspect_run(run_dir)
-    pages = [PageSpec("index")] + expected_pages(root, contents.seeds, PER_SEED)
+    toc = COMPARE_TOC if is_compare(run_dir) else "_toc.yml"
+    pages = [PageSpec("index")] + expected_pages(root, contents.seeds, plan_for(run_dir)[1], toc)
     return check_pages(
         root / "_build" / "html",
         pages,
