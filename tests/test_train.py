@@ -238,6 +238,15 @@ def test_artefacts_and_summary(trained: runs.Run) -> None:
     seed_manifest = trained.manifest()
     assert seed_manifest["training"]["precision"]["device"] == "cpu"
     assert trained.is_done("train")
+    # the TensorBoard log (dpo.report_to's default) is under the seed's train/, with every logged step
+    assert s["report_to"] == ["tensorboard"] and s["logs_dir"] == str(paths.logs)
+    from idfu_lab.training.logs import read_scalars
+
+    scalars = read_scalars(paths.logs)
+    assert [step for step, _ in scalars["train/loss"]] == [1, 2, 3, 4, 5]
+    assert scalars["train/loss"][-1][1] == pytest.approx(history["loss"].iloc[-1], rel=1e-5)
+    assert "train/rewards/margins" in scalars
+    assert s["numerics"]["trainable_dtypes"] == ["float32"] and s["dropout"]["lora_dropout"] == 0.0
 
 
 def test_margins_are_the_implicit_reward_margin(trained: runs.Run) -> None:
@@ -394,7 +403,7 @@ def test_cpu_precision_and_trainer_arguments(tmp_path: Path) -> None:
     args = train.dpo_config(cfg.dpo, output_dir=tmp_path, seed=123, precision=precision)
     assert (args.seed, args.data_seed) == (123, 123)
     assert args.bf16 is False and args.use_cpu is True
-    assert args.disable_dropout is False  # the recipe's lora_dropout survives
+    assert args.disable_dropout is True  # as TRL 0.x, which the study ran: LoRA dropout zeroed
     assert args.beta == 0.1 and args.learning_rate == 5e-5 and args.max_length == 2048
     assert args.per_device_train_batch_size == 1 and args.gradient_accumulation_steps == 4
     assert args.num_train_epochs == 3 and args.gradient_checkpointing is True
