@@ -322,7 +322,9 @@ def _build(cls: type, data: dict[str, Any], where: str, prefix: str = "") -> Any
     ]
     missing = [n for n in required if n not in data]
     if missing:
-        raise ConfigError(f"{where}: key '{prefix}{missing[0]}' is required (required here: {', '.join(required)})")
+        raise ConfigError(
+            f"{where}: key '{prefix}{missing[0]}' is required (required here: {', '.join(required)})"
+        )
     kwargs = {name: _coerce(value, hints[name], f"{prefix}{name}", where) for name, value in data.items()}
     return cls(**kwargs)
 

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_train import write_train_pairs
 
 from idfu_lab.config import load_config
 from idfu_lab.generation import models
 from idfu_lab.training import dpo
-
-from test_train import write_train_pairs
 
 #: The tiny model loaded as the paper profile loads Qwen: NF4 4-bit, bf16 compute, checkpointing, lr 5e-5.
 PAPER_NUMERICS = {

@@ -443,7 +443,9 @@ def set_training_dtypes(model: Any, model_cfg: ModelConfig, precision: dict[str,
         "embedding_dtype": embedding_dtype,
         "norm_dtype": norm_dtype,
         "compute_dtype": compute,
-        "hidden_states": hidden_state_dtypes(embedding_dtype, norm_dtype or embedding_dtype, quantised=quantised),
+        "hidden_states": hidden_state_dtypes(
+            embedding_dtype, norm_dtype or embedding_dtype, quantised=quantised
+        ),
     }
 
 
@@ -634,7 +636,11 @@ def check_architecture(model_cfg: ModelConfig, hf_config: Any) -> None:
             have = (getattr(text, "rope_parameters", None) or {}).get("rope_theta")
         if have is None:
             continue
-        same = abs(float(have) - float(want)) <= 1e-9 * max(1.0, abs(float(want))) if isinstance(want, float) else have == want
+        same = (
+            abs(float(have) - float(want)) <= 1e-9 * max(1.0, abs(float(want)))
+            if isinstance(want, float)
+            else have == want
+        )
         if not same:
             raise IdfuError(
                 f"{model_cfg.name_or_path}: its config has {f.name}={have!r} but the recipe's model.architecture "

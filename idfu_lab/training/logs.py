@@ -41,7 +41,10 @@ def _wandb_configured() -> bool:
 def unavailable_reason(name: str) -> str | None:
     """Why logger ``name`` cannot be used here (None when it can)."""
     if name == "tensorboard":
-        if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
+        if (
+            importlib.util.find_spec("tensorboard") is None
+            and importlib.util.find_spec("tensorboardX") is None
+        ):
             return "neither tensorboard nor tensorboardX is installed (pip install tensorboard)"
         return None
     if name == "wandb":
