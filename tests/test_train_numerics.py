@@ -118,3 +118,21 @@ def test_the_cpu_path_without_rehearsal_declines_4bit() -> None:
         "layer_0": "float32",
         "layers_1_on": "float32",
     }
+
+
+def test_the_plan_predicts_what_the_real_path_does(trained_4bit) -> None:
+    """The meta-device plan and the CPU rehearsal agree on every dtype, count and dropout."""
+    from idfu_lab.training.plan import build_plan
+
+    cfg, _, trainer, _, seen = trained_4bit
+    p = build_plan(cfg, device="cuda")
+    real = trainer.idfu_numerics
+    assert p["trainable"]["parameters"] == real["trainable_parameters"]
+    assert p["trainable"]["dtype"] == real["trainable_dtypes"] == ["float32"]
+    assert p["trainable"]["cast_to_bf16_by_trl_then_back_to_fp32"] == real["upcast_to_fp32"]
+    assert p["activations"]["hidden_states"] == real["hidden_states"]
+    assert {p["activations"]["hidden_states"]["layer_0"]} == seen[0]
+    assert {p["activations"]["hidden_states"]["layers_1_on"]} == seen[1]
+    assert p["activations"]["embedding_dtype"] == real["embedding_dtype"]
+    assert p["activations"]["norm_dtype"] == real["norm_dtype"] == "float32"
+    assert p["dropout"]["lora_dropout"] == trainer.idfu_dropout["lora_dropout"]

@@ -30,16 +30,28 @@ Why these choices
   the difference visible.) Pairs whose prompt + completion exceed ``dpo.max_length`` are counted too:
   TRL truncates their completions.
 * **Seeds decide everything random**: data order (``seed``/``data_seed``), the LoRA initialisation
-  (TRL seeds before ``get_peft_model``) and dropout. TRL's ``disable_dropout=True`` default would zero
-  every dropout module, the adapter's included, silently turning the recipe's ``lora_dropout`` into 0;
-  it is switched off so the recipe means what it says. On a CPU, the same seed gives bit-identical
-  adapters (tested).
+  (TRL seeds before ``get_peft_model``) and dropout where it is in effect. On a CPU, the same seed
+  gives bit-identical adapters (tested).
+* **Dropout is a recipe key** (``dpo.disable_dropout``): TRL zeroes every dropout module after adding
+  the adapter when it is true, LoRA's included. Every TRL 0.x release did so by default, and the study
+  ran TRL 0.x (its recipe names ``max_prompt_length``, which only 0.x had), so the paper profile sets it
+  true: LoRA's 0.05 was most likely never in effect. The dropout in effect is in ``summary.json``.
+* **The study's numerics** (:func:`set_training_dtypes`, after TRL builds the trainer and before the
+  optimizer exists): TRL 1.16 casts the trainable LoRA parameters of a 4-bit base to bf16, where AdamW's
+  small updates round away (measured on the CPU rehearsal, two steps at lr 5e-5: about half of the
+  elements unchanged, against none in fp32); they are put back in fp32, as TRL 0.x kept them. On a
+  4-bit base the embeddings and LM head return to bf16 and the norms stay fp32 (``model.norm_dtype``),
+  as TRL 0.x's ``peft_module_casting_to_bf16`` left them: the hidden states enter layer 0 in bf16 and
+  the later layers in fp32, exactly as in the study's set-up (``summary.json``: ``numerics``).
 * **Resumable**: a checkpoint every ``dpo.save_steps`` optimizer steps goes to
   ``train/checkpoints``; an interrupted run resumes from the last one (optimizer, scheduler and RNG
   states included). A finished seed (same config hash, same pairs file) is skipped unless ``force``.
-* **Memory is checked before loading** on CUDA: :func:`estimate_training_memory` adds up 4-bit
-  weights, LoRA parameters, gradients, AdamW states and the activations at ``max_length`` (with or
-  without checkpointing), and a card without room gets a clear error instead of an OOM an hour in.
+* **Memory is checked before loading** on CUDA: :func:`idfu_lab.training.memory.estimate_training_memory`
+  adds up, from first principles and with its assumptions stated, 4-bit weights, LoRA parameters,
+  gradients, AdamW states, the activations at ``max_length`` (with or without checkpointing) and TRL's
+  fused LM head; a card without room gets a clear error instead of an OOM an hour in.
+* **Logs where researchers look**: ``dpo.report_to`` (TensorBoard under ``train/logs`` by default;
+  wandb / mlflow where installed and configured), see :mod:`idfu_lab.training.logs`.
 
 Seeds as independent jobs
 -------------------------
@@ -65,9 +77,20 @@ The module is also an Accelerate entry point, so data-parallel training of one s
 
 The effective batch is ``processes x per_device_train_batch_size x gradient_accumulation_steps``:
 to keep the study's effective batch of 4 on 2 GPUs, override ``dpo.gradient_accumulation_steps=2``
-(``--set dpo.gradient_accumulation_steps=2``). ZeRO-2 shards optimizer states and gradients only,
+(``--set dpo.gradient_accumulation_steps=2``). One process that sees several GPUs stops at start-up
+with these instructions (:func:`idfu_lab.training.launch.launcher_problem`): the Trainer would wrap the
+model in ``nn.DataParallel``, which TRL refuses. ZeRO-2 shards optimizer states and gradients only,
 so every process holds the full (frozen) base and the per-pair margins are computed on the main
 process after training; ZeRO-3 is not supported. DeepSpeed needs ``pip install deepspeed``.
+
+ZeRO-2's numerics are not one GPU's (DeepSpeed 0.19's engine, read from its source): with bf16 it casts
+every floating parameter of the module to bf16, the norms and the LoRA weights included, and keeps an
+fp32 master copy of the trainable ones in its optimizer. So the adapter's updates are still applied in
+fp32, but the forward uses bf16 LoRA weights (as autocast does on one GPU), the hidden states between
+layers are bf16 (not fp32 as with the study's fp32 norms), and gradients are accumulated over the
+micro-batches in bf16 (its ``grad_accum_dtype`` defaults to the model dtype) where one GPU accumulates
+them in fp32. A ZeRO-2 run is a close variant of the recipe, not a reproduction of the study's numerics;
+DDP (``multi_gpu_ddp.yaml``) keeps them.
 ``configs/accelerate/cpu_single.yaml`` runs the same entry point on one CPU process (what the
 tests launch).
 """
@@ -425,6 +448,12 @@ def set_training_dtypes(model: Any, model_cfg: ModelConfig, precision: dict[str,
             param.data = param.data.to(torch.float32)
             upcast += 1
     trainable = [p for p in model.parameters() if p.requires_grad]
+    norms = [
+        mod.weight.dtype
+        for name, mod in model.named_modules()
+        if any(k in name.rsplit(".", 1)[-1] for k in NORM_NAMES) and getattr(mod, "weight", None) is not None
+    ]
+    norm_dtype = str(norms[0]).removeprefix("torch.") if norms else norm_dtype
     embed = model.get_input_embeddings().weight.dtype
     embedding_dtype = str(embed).removeprefix("torch.")
     if not quantised and precision.get("bf16"):
@@ -857,6 +886,9 @@ def train_seed(
         run.forget(STEP)
 
     t0 = time.perf_counter()
+    from idfu_lab.training.launch import check_launcher
+
+    check_launcher(cfg.source or "configs/paper.yaml")  # several GPUs and one process: say how to run
     pairs = read_train_pairs(pairs_path)
     precision = training_precision(cfg.model)
     estimate = check_cuda_memory(cfg, precision)
