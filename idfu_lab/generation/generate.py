@@ -159,6 +159,20 @@ def decoding_fields(gen_cfg: GenerationConfig) -> dict[str, Any]:
     }
 
 
+def generate_kwargs(gen_cfg: GenerationConfig) -> dict[str, Any]:
+    """:func:`decoding_fields` as ``model.generate`` takes them: greedy decoding gets no sampling fields.
+
+    The model's own ``generation_config.json`` is hidden while generating
+    (:func:`only_explicit_settings`), so an omitted sampling field cannot come from it; passing them
+    to greedy decoding would only make transformers warn that they are ignored.
+    """
+    fields = decoding_fields(gen_cfg)
+    if not fields["do_sample"]:
+        for key in ("temperature", "top_p", "top_k"):
+            fields.pop(key)
+    return fields
+
+
 def decoding_spec(gen_cfg: GenerationConfig, seed: int, backend: str | None = None) -> dict[str, Any]:
     """The decoding as recorded on every row and hashed into its cache key: every field explicit.
 
@@ -293,7 +307,7 @@ def _threads_for(model: Any, device: Any):
 
 
 @contextlib.contextmanager
-def _only_explicit_settings(model: Any, tokenizer: Any, eos: list[int]):
+def only_explicit_settings(model: Any, tokenizer: Any, eos: list[int]):
     """Hide the model's ``generation_config.json`` while generating: only the fields passed count.
 
     transformers 5 fills every field left unset from ``model.generation_config`` (loaded from the
@@ -333,7 +347,7 @@ class _TransformersBackend:
         device = next(self.model.parameters()).device
         enc = {k: v.to(device) for k, v in enc.items()}
         kwargs: dict[str, Any] = {
-            **decoding_fields(gen_cfg),
+            **generate_kwargs(gen_cfg),
             "pad_token_id": self.tokenizer.pad_token_id,
             "eos_token_id": self.eos,
             "use_cache": True,
@@ -345,7 +359,7 @@ class _TransformersBackend:
         with (
             torch.inference_mode(),
             _threads_for(self.model, device),
-            _only_explicit_settings(self.model, self.tokenizer, self.eos),
+            only_explicit_settings(self.model, self.tokenizer, self.eos),
         ):
             out = self.model.generate(**enc, **kwargs)
         new = out[:, enc["input_ids"].shape[1] :].cpu()

@@ -397,3 +397,74 @@ class PeakMemory:
         self.peak_rss = max(self.peak_rss, psutil.Process().memory_info().rss)
         if torch.cuda.is_available():
             self.peak_cuda = int(torch.cuda.max_memory_allocated())
+
+
+def model_bytes(model: Any) -> int:
+    """Bytes held by a model's parameters and buffers, 4-bit quantisation states included (shared ones once)."""
+    seen: set[int] = set()
+    total = 0
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.device.type == "meta" or t.data_ptr() in seen:
+            continue
+        seen.add(t.data_ptr())
+        total += t.numel() * t.element_size()
+        state = getattr(t, "quant_state", None)
+        if state is not None:
+            parts = [state.absmax, state.code]
+            if getattr(state, "nested", False):
+                parts += [state.state2.absmax, state.state2.code]
+            total += sum(p.numel() * p.element_size() for p in parts if p is not None)
+    return total
+
+
+class TensorPeak:
+    """The peak of tensor memory allocated above the level at entry, over a block.
+
+    On CUDA: ``torch.cuda.max_memory_allocated`` (reset at entry). On a CPU, where PyTorch keeps no
+    such counter, every allocation and free is recorded by the profiler and the running sum's peak is
+    taken: exact, but slow (use it at small sizes). ``peak`` is in bytes.
+    """
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.peak = 0
+        self._base = 0
+        self._prof: Any = None
+
+    def __enter__(self) -> TensorPeak:
+        import torch
+
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+        else:
+            from torch.profiler import ProfilerActivity, profile
+
+            self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+            self._prof.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import torch
+
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            self.peak = int(torch.cuda.max_memory_allocated()) - self._base
+            return
+        self._prof.__exit__(*exc)
+        from torch._C._profiler import _EventType
+
+        allocations: list[tuple[int, int]] = []
+        stack = list(self._prof.profiler.kineto_results.experimental_event_tree())
+        while stack:
+            event = stack.pop()
+            if event.tag == _EventType.Allocation:
+                allocations.append((event.start_time_ns, event.extra_fields.alloc_size))
+            stack.extend(event.children)
+        allocations.sort()
+        current = peak = 0
+        for _, size in allocations:
+            current += size
+            peak = max(peak, current)
+        self.peak = peak
