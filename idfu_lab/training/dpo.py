@@ -1000,6 +1000,12 @@ def train_seed(
             }
         )
         run.mark_done(STEP, paths.outputs(), pairs_sha256=pairs_sha)
+        from idfu_lab.training.publish import publish_seed
+
+        published = publish_seed(
+            run
+        )  # the model card always; the Hub where the recipe asks and it is reachable
+        run.update_manifest(published=published)
         logger.info(
             "seed %s trained: %d steps in %.1f s, final loss %s, mean margin %.4f",
             run.seed,

@@ -54,6 +54,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(
+        "--publish",
+        action="store_true",
+        help="after training (or for seeds already trained): rewrite the model card with the run's results and "
+        "upload the adapter to <dpo.hub_model_id>-seed<s> (skipped, with the reason, when offline)",
+    )
+    p.add_argument(
         "--estimate-memory",
         action="store_true",
         help="print the GPU memory the recipe needs (4-bit and not, with and without checkpointing) and exit",
@@ -130,6 +136,12 @@ def check_launcher(config: str = "configs/paper.yaml") -> None:
         raise IdfuError(problem)
 
 
+def _is_main() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
 def memory_table(cfg: Config) -> list[dict[str, Any]]:
     """The estimate for the recipe's model under the four combinations of 4-bit and checkpointing."""
     rows = []
@@ -170,6 +182,17 @@ def run_from_args(args: argparse.Namespace, echo: Any = None) -> int:
             from idfu_lab.report.plots.training import save_figures
 
             save_figures(run)
+        if args.publish:
+            from idfu_lab.training.publish import publish_seed
+
+            if _is_main():
+                done = publish_seed(run, force=True)
+                run.update_manifest(published=done)
+                say(
+                    f"seed {seed}: published to {done['repo_id']}"
+                    if done["pushed"]
+                    else f"seed {seed}: not published ({done['reason']}); model card: {done['card']}"
+                )
         if result.skipped:
             say(f"seed {seed}: already trained (skipped; --force retrains): {result.paths.dir}")
         else:
