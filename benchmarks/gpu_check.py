@@ -421,8 +421,14 @@ def _prompt_lengths(tok: Any, n: int) -> tuple[list[int], str]:
 # --------------------------------------------------------------------------- main
 
 
-def dry_run_architecture(paper_arch: dict[str, Any]) -> dict[str, Any]:
-    """Qwen2.5-Coder-3B's proportions at an eighth of its width and 2 layers (a CPU can train it)."""
+def dry_run_architecture(paper_arch: dict[str, Any], width: str = "eighth") -> dict[str, Any]:
+    """Qwen2.5-Coder-3B's proportions at an eighth of its width and 2 layers (a CPU can train it).
+
+    ``width="full"``: its real widths (2,048 / 11,008, 16 heads) with 2 layers and a 4,096-row
+    vocabulary, for the memory comparison at real per-token sizes (slow on a CPU: tens of minutes).
+    """
+    if width == "full":
+        return {**paper_arch, "num_hidden_layers": 2, "vocab_size": 4096}
     return {
         **paper_arch,
         "hidden_size": 256,
@@ -450,6 +456,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--dry-run", action="store_true", help="CPU, 2-layer model of reduced width: checks the script"
     )
+    p.add_argument(
+        "--width",
+        choices=("eighth", "full"),
+        default="eighth",
+        help="--dry-run: the model's width (full is slow)",
+    )
     args = p.parse_args(argv)
     t_start = time.perf_counter()
     deadline = t_start + args.budget_s
@@ -476,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     arch = dataclasses.asdict(paper.model.architecture)
     device = "cuda" if not args.dry_run else "cpu"
     if args.dry_run:
-        arch = dry_run_architecture(arch)
+        arch = dry_run_architecture(arch, args.width)
         worst, typical = (64, 64), (32, 48)
         prompts, max_new = min(args.prompts, 4), min(args.max_new_tokens, 8)
         steps, warmup = 1, 1  # two steps: lora_A first moves in the second (lora_B starts at zero)

@@ -107,3 +107,8 @@ def test_the_plan_options_are_on_idfu_lab_train() -> None:
     train.register(parser.add_subparsers())
     args = parser.parse_args(["train", "--config", "tiny", "--plan", "--card-gib", "8"])
     assert args.plan and args.card_gib == 8.0
+
+
+def test_the_plan_nests_under_a_pages_heading(paper_plan: dict) -> None:
+    text = plan.plan_markdown(paper_plan, level=3)
+    assert text.startswith("### Plan: ") and "\n#### Trainable parameters\n" in text and "\n## " not in text

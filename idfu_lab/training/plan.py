@@ -362,16 +362,21 @@ SECTIONS = (
 )
 
 
-def plan_markdown(plan: dict[str, Any]) -> str:
-    """The plan as Markdown tables, one per section (what ``--plan`` prints)."""
-    out = [f"# Plan: {plan['recipe'] or plan['profile']}", ""]
+def plan_markdown(plan: dict[str, Any], *, level: int = 1) -> str:
+    """The plan as Markdown tables, one per section (what ``--plan`` prints).
+
+    ``level`` is the heading level of the title (sections one below): 3 for a page that includes the
+    plan under its own second-level heading, as the book's reproducibility page can.
+    """
+    h = "#" * level
+    out = [f"{h} Plan: {plan['recipe'] or plan['profile']}", ""]
     for key, title in SECTIONS:
         section = plan.get(key)
         if key == "memory" and section:
             section = {k: v for k, v in section.items() if k != "assumptions"}
         if key == "model" and section:
             section = {k: v for k, v in section.items() if k != "architecture"}
-        out.append(f"## {title}")
+        out.append(f"{h}# {title}")
         out.append("")
         if section is None:
             out.append("not computed (give --pairs FILE)")
