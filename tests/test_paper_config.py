@@ -95,3 +95,18 @@ def test_peft_and_trl_receive_the_recipe(tmp_path) -> None:
 def test_the_paper_recipe_fits_the_studys_8_gb_card() -> None:
     est = memory.estimate_for_config(load_config(PAPER))
     assert est.total < 8 * memory.GIB
+
+
+def test_paper_yaml_states_the_decisions_that_make_it_the_studys_run() -> None:
+    """Written in the file: TRL 0.x's dropout and dtypes, plain greedy decoding, the model's real sizes."""
+    import dataclasses
+
+    raw = yaml.safe_load(PAPER.read_text())
+    assert raw["dpo"]["disable_dropout"] is True  # TRL 0.x zeroed LoRA dropout after wrapping
+    assert raw["model"]["norm_dtype"] == "float32"  # as TRL 0.x left the norms
+    assert raw["generation"]["repetition_penalty"] == 1.0 and raw["generation"]["top_k"] == 0
+    assert raw["dpo"]["report_to"] == ["tensorboard"] and raw["dpo"]["push_to_hub"] is False
+    arch = load_config(PAPER).model.architecture
+    shape = memory.QWEN25_CODER_3B
+    for f in dataclasses.fields(shape):
+        assert getattr(arch, f.name) == getattr(shape, f.name), f.name
