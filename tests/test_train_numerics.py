@@ -17,6 +17,8 @@ from idfu_lab.config import load_config
 from idfu_lab.generation import models
 from idfu_lab.training import dpo
 
+pytestmark = pytest.mark.slow  # trains the tiny model in NF4 on a CPU
+
 #: The tiny model loaded as the paper profile loads Qwen: NF4 4-bit, bf16 compute, checkpointing, lr 5e-5.
 PAPER_NUMERICS = {
     "model.load_in_4bit": True,
