@@ -168,7 +168,6 @@ def measure(
 ) -> dict[str, Any]:
     """Train ``warmup + steps`` optimizer steps; time the last ``steps``."""
     import torch
-    from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import SaveStrategy
 
     from idfu_lab.generation import models
@@ -194,20 +193,24 @@ def measure(
     model = models.load_model(cfg.model, for_training=True)
     load_s = time.perf_counter() - t_load
     out_dir = Path(os.environ.get("TMPDIR", "/tmp")) / "idfu-train-throughput"
-    args = train.dpo_config(dpo, output_dir=out_dir, seed=0, precision=precision, progress=False)
-    args.save_strategy = SaveStrategy.NO
     timer = _step_timer(cuda)
     t_init = time.perf_counter()
-    trainer = _pretokenized_trainer_class()(
+    # the project's trainer (LoRA kept fp32, the study's dtypes), fed token ids
+    trainer = train.build_trainer(
+        dataclasses.replace(cfg, dpo=dataclasses.replace(dpo, report_to=[])),
+        None,
+        output_dir=out_dir,
+        seed=0,
+        precision=precision,
         model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=train.lora_config(cfg.lora),
+        tokenizer=tokenizer,
+        dataset=dataset,
+        trainer_cls=_pretokenized_trainer_class(),
         callbacks=[timer],
+        progress=False,
     )
+    trainer.args.save_strategy = SaveStrategy.NO
     init_s = time.perf_counter() - t_init  # includes the reference pass when precomputing
-    trainer.remove_callback(PrinterCallback)  # the log history keeps every logged value
     trainer.train()
     times = timer.step_times()[warmup:]
     step_s = statistics.median(times)

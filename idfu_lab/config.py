@@ -69,6 +69,28 @@ class TinyModelConfig:
 
 
 @dataclass
+class ArchitectureConfig:
+    """The sizes of a model's ``config.json``, written into the recipe so it can be planned offline.
+
+    ``idfu-lab train --plan`` builds the model's skeleton on PyTorch's ``meta`` device from these (no
+    weights, no network); the memory estimate uses them too. When the real model is loaded, its
+    config is checked against them, so a recipe cannot plan one model and train another.
+    """
+
+    model_type: str = _f(help="transformers model type, e.g. qwen2 (the skeleton's architecture)")
+    hidden_size: int = _f(help="width of the residual stream")
+    num_hidden_layers: int = _f(help="decoder layers")
+    num_attention_heads: int = _f(help="attention heads")
+    num_key_value_heads: int = _f(help="key/value heads (grouped-query attention)")
+    intermediate_size: int = _f(help="MLP width")
+    vocab_size: int = _f(help="rows of the embedding matrix (the tokenizer may use fewer)")
+    max_position_embeddings: int = _f(help="longest sequence the model accepts")
+    tie_word_embeddings: bool = _f(help="the LM head shares the embedding matrix")
+    rms_norm_eps: float = _f(help="RMSNorm epsilon")
+    rope_theta: float = _f(help="rotary embedding base")
+
+
+@dataclass
 class ModelConfig:
     """Which model, and how it is loaded."""
 
@@ -83,9 +105,18 @@ class ModelConfig:
         "bfloat16", "dtype of the matmuls on dequantised weights"
     )
     bnb_4bit_use_double_quant: bool = _f(False, "quantise the quantisation constants too")
+    norm_dtype: Literal["float32", "bfloat16"] = _f(
+        "float32",
+        "dtype of the RMSNorm weights when training a 4-bit base. float32 is what TRL 0.x (the study) "
+        "kept; it makes the hidden states between decoder layers fp32 from the second layer on. bfloat16 "
+        "keeps them bf16 (half the checkpointed activations; not the study's numerics)",
+    )
     trust_remote_code: bool = _f(False, "never needed for Qwen2; kept False for safety")
     tiny: TinyModelConfig = _f(
         TinyModelConfig(), "shape of the tiny model (used when name_or_path is 'tiny')"
+    )
+    architecture: ArchitectureConfig | None = _f(
+        None, "the real model's config.json sizes, for offline planning (None: read from the model)"
     )
 
 
@@ -164,6 +195,20 @@ class DPOSection:
     optim: str = _f("adamw_torch", "optimizer")
     weight_decay: float = _f(0.0, "weight decay")
     max_grad_norm: float = _f(1.0, "gradient clipping")
+    disable_dropout: bool = _f(
+        True,
+        "zero every dropout module after the adapter is added (TRL's default), LoRA's dropout included; "
+        "every TRL 0.x release did this, so lora_dropout had no effect in runs made with them",
+    )
+    report_to: list[str] = _f(
+        ["tensorboard"],
+        "where the training log goes besides log_history.csv: tensorboard (under the seed's train/logs, "
+        "offline), wandb, mlflow (each where installed and configured); [] for none",
+    )
+    push_to_hub: bool = _f(False, "publish each seed's adapter with a model card after training")
+    hub_model_id: str | None = _f(
+        None, "Hub repository of the adapters (a seed suffix is added: <id>-seed<s>); needed to publish"
+    )
 
 
 @dataclass
@@ -177,6 +222,12 @@ class GenerationConfig:
     do_sample: bool = _f(False, "False: greedy (the study's pass@1)")
     temperature: float = _f(1.0, "sampling temperature (do_sample only)")
     top_p: float = _f(1.0, "nucleus sampling (do_sample only)")
+    top_k: int = _f(0, "top-k sampling, 0 = off (do_sample only)")
+    repetition_penalty: float = _f(
+        1.0,
+        "1.0 = none. Passed explicitly: otherwise transformers applies the model's generation_config.json "
+        "(Qwen2.5-Coder-Instruct ships 1.05-1.1) and vLLM does not",
+    )
     num_samples: int = _f(1, "samples per problem (pass@k needs more than one)")
     batch_size: int = _f(8, "prompts per generate() call")
     stop: list[str] = _f([], "stop sequences (plain continuation usually needs '\\ndef ', '\\nclass ', ...)")
@@ -267,6 +318,8 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
                 return _coerce(value, arg, key, where)
             except ConfigError as e:
                 errors.append(str(e))
+        if len(errors) == 1 and isinstance(value, dict):  # an optional section: its own error says more
+            raise ConfigError(errors[0])
         raise ConfigError(f"{where}: key '{key}' must be {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         if value not in args:
@@ -307,6 +360,16 @@ def _build(cls: type, data: dict[str, Any], where: str, prefix: str = "") -> Any
     if unknown:
         known = ", ".join(sorted(names))
         raise ConfigError(f"{where}: unknown key '{prefix}{unknown[0]}' (known keys here: {known})")
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+    ]
+    missing = [n for n in required if n not in data]
+    if missing:
+        raise ConfigError(
+            f"{where}: key '{prefix}{missing[0]}' is required (required here: {', '.join(required)})"
+        )
     kwargs = {name: _coerce(value, hints[name], f"{prefix}{name}", where) for name, value in data.items()}
     return cls(**kwargs)
 

@@ -197,3 +197,53 @@ def test_generate_command_writes_and_resumes(tmp_path, capsys):
         )
         == 2
     )
+
+
+# --------------------------------------------------------------------------- explicit decoding fields
+
+
+def test_a_models_generation_config_json_changes_nothing(cfg, problems, tmp_path):
+    """A model whose generation_config.json sets a repetition penalty: replies as if the file were neutral."""
+    import shutil
+
+    import torch
+
+    from idfu_lab.generation.generate import decoding_fields
+
+    folder = tmp_path / "penalised"
+    shutil.copytree(models.tiny_path(cfg.model.tiny), folder)
+    gc_file = folder / "generation_config.json"
+    file_cfg = json.loads(gc_file.read_text())
+    gc_file.write_text(json.dumps({**file_cfg, "repetition_penalty": 3.0, "top_k": 5, "temperature": 0.2}))
+    penalised = dataclasses.replace(cfg.model, name_or_path=str(folder))
+    gen = _gen(cfg, max_new_tokens=24, batch_size=6)
+    few = problems[:6]
+
+    ours = generate(penalised, gen, few, progress=False)
+    neutral = generate(cfg.model, gen, few, progress=False)
+    assert [r["completion"] for r in ours] == [r["completion"] for r in neutral]
+    assert (
+        ours[0]["decoding"]
+        == {
+            **decoding_fields(gen),
+            "stop": [],
+            "backend": "transformers",
+        }
+        and ours[0]["decoding"]["repetition_penalty"] == 1.0
+    )
+
+    # what a bare generate() call does with that file: the penalty applies, greedy or not
+    model, tok = models.load_model(penalised), models.load_tokenizer(penalised)
+    assert model.generation_config.repetition_penalty == 3.0  # the model's own setting is left in place
+    from idfu_lab.generation.prompts import render
+
+    enc = tok([render(tok, p.prompt, gen.template) for p in few], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        bare = model.generate(**enc, max_new_tokens=24, do_sample=False, pad_token_id=tok.pad_token_id)
+    bare_text = [tok.decode(s[enc["input_ids"].shape[1] :], skip_special_tokens=True) for s in bare]
+    assert bare_text != [r["completion"] for r in neutral]  # so the equality above means something
+
+    # asking for the penalty in the recipe changes the replies and the cache key, not silently
+    asked = generate(penalised, dataclasses.replace(gen, repetition_penalty=3.0), few, progress=False)
+    assert asked[0]["decoding"]["repetition_penalty"] == 3.0 and asked[0]["key"] != ours[0]["key"]
+    assert [r["completion"] for r in asked] != [r["completion"] for r in ours]

@@ -89,9 +89,24 @@ def test_peft_and_trl_receive_the_recipe(tmp_path) -> None:
     assert args.num_train_epochs == 3 and args.max_length == 2048
     assert args.gradient_checkpointing is True and args.bf16 is True
     assert args.precompute_ref_log_probs is False  # the reference is the adapter disabled, every step
-    assert args.disable_dropout is False  # lora_dropout 0.05 stays in force
+    assert args.disable_dropout is True  # as TRL 0.x did: the study most likely ran without LoRA dropout
 
 
 def test_the_paper_recipe_fits_the_studys_8_gb_card() -> None:
     est = memory.estimate_for_config(load_config(PAPER))
     assert est.total < 8 * memory.GIB
+
+
+def test_paper_yaml_states_the_decisions_that_make_it_the_studys_run() -> None:
+    """Written in the file: TRL 0.x's dropout and dtypes, plain greedy decoding, the model's real sizes."""
+    import dataclasses
+
+    raw = yaml.safe_load(PAPER.read_text())
+    assert raw["dpo"]["disable_dropout"] is True  # TRL 0.x zeroed LoRA dropout after wrapping
+    assert raw["model"]["norm_dtype"] == "float32"  # as TRL 0.x left the norms
+    assert raw["generation"]["repetition_penalty"] == 1.0 and raw["generation"]["top_k"] == 0
+    assert raw["dpo"]["report_to"] == ["tensorboard"] and raw["dpo"]["push_to_hub"] is False
+    arch = load_config(PAPER).model.architecture
+    shape = memory.QWEN25_CODER_3B
+    for f in dataclasses.fields(shape):
+        assert getattr(arch, f.name) == getattr(shape, f.name), f.name

@@ -238,6 +238,15 @@ def test_artefacts_and_summary(trained: runs.Run) -> None:
     seed_manifest = trained.manifest()
     assert seed_manifest["training"]["precision"]["device"] == "cpu"
     assert trained.is_done("train")
+    # the TensorBoard log (dpo.report_to's default) is under the seed's train/, with every logged step
+    assert s["report_to"] == ["tensorboard"] and s["logs_dir"] == str(paths.logs)
+    from idfu_lab.training.logs import read_scalars
+
+    scalars = read_scalars(paths.logs)
+    assert [step for step, _ in scalars["train/loss"]] == [1, 2, 3, 4, 5]
+    assert scalars["train/loss"][-1][1] == pytest.approx(history["loss"].iloc[-1], rel=1e-5)
+    assert "train/rewards/margins" in scalars
+    assert s["numerics"]["trainable_dtypes"] == ["float32"] and s["dropout"]["lora_dropout"] == 0.0
 
 
 def test_margins_are_the_implicit_reward_margin(trained: runs.Run) -> None:
@@ -396,7 +405,7 @@ def test_cpu_precision_and_trainer_arguments(tmp_path: Path) -> None:
     args = train.dpo_config(cfg.dpo, output_dir=tmp_path, seed=123, precision=precision)
     assert (args.seed, args.data_seed) == (123, 123)
     assert args.bf16 is False and args.use_cpu is True
-    assert args.disable_dropout is False  # the recipe's lora_dropout survives
+    assert args.disable_dropout is True  # as TRL 0.x, which the study ran: LoRA dropout zeroed
     assert args.beta == 0.1 and args.learning_rate == 5e-5 and args.max_length == 2048
     assert args.per_device_train_batch_size == 1 and args.gradient_accumulation_steps == 4
     assert args.num_train_epochs == 3 and args.gradient_checkpointing is True
@@ -425,9 +434,9 @@ def test_memory_estimate_matches_the_studys_card() -> None:
     bf16_ckpt = memory.estimate_training_memory(s, load_in_4bit=False, gradient_checkpointing=True, **paper)
     assert 3 * memory.GIB < q_ckpt.total < 8 * memory.GIB
     assert q_full.total > 8 * memory.GIB and bf16_ckpt.total > 8 * memory.GIB
-    assert 1.4 * memory.GIB < q_ckpt.weights < 3.0 * memory.GIB  # 2.77e9 x 0.5625 B + fp32 embeddings
+    assert 1.4 * memory.GIB < q_ckpt.weights < 3.0 * memory.GIB  # 2.77e9 x 0.5625 B + bf16 embeddings
     assert bf16_ckpt.weights == s.num_parameters() * 2
-    assert q_ckpt.lora == 29_933_568 * 2 and q_ckpt.optimizer == 2 * q_ckpt.lora
+    assert q_ckpt.lora == 29_933_568 * 4 and q_ckpt.optimizer == 2 * q_ckpt.lora  # fp32, as TRL 0.x kept them
     shorter = memory.estimate_training_memory(
         s, load_in_4bit=True, gradient_checkpointing=True, max_length=1024
     )
@@ -473,3 +482,35 @@ def test_throughput_benchmark_skips_cleanly_without_cuda() -> None:
     script = repo_root() / "benchmarks" / "train_throughput.py"
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "skipped: no CUDA" in proc.stdout
+
+
+# --------------------------------------------------------------------------- the model card and publishing
+
+
+def test_every_trained_adapter_has_a_model_card_from_the_run(trained: runs.Run) -> None:
+    card = (train.TrainPaths.for_run(trained).adapter / "README.md").read_text()
+    s = train.load_summary(trained)
+    assert card.startswith("---\nbase_model: tiny\nlibrary_name: peft")
+    assert f"| config hash | {trained.config_hash} |" in card and s["pairs_sha256"] in card
+    assert "| dropout in effect | 0.0 |" in card and "| trainable dtype | float32 |" in card
+    assert "## Audit" in card and "## Results" in card and "Not evaluated yet" in card
+    assert trained.manifest()["published"]["pushed"] is False  # dpo.push_to_hub is false in tiny
+
+
+def test_publishing_offline_writes_the_card_and_says_why_nothing_was_uploaded(
+    trained: runs.Run, monkeypatch
+) -> None:
+    from idfu_lab.training.publish import publish_seed
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = trained.config
+    cfg.dpo.push_to_hub, cfg.dpo.hub_model_id = True, None
+    try:
+        with pytest.raises(IdfuError, match="needs dpo.hub_model_id"):
+            publish_seed(trained)
+        cfg.dpo.hub_model_id = "someone/idfu-adapter"
+        done = publish_seed(trained)
+    finally:
+        cfg.dpo.push_to_hub, cfg.dpo.hub_model_id = False, None
+    assert done["pushed"] is False and done["reason"] == "HF_HUB_OFFLINE is set"
+    assert done["repo_id"] == "someone/idfu-adapter-seed42" and Path(done["card"]).exists()

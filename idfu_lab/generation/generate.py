@@ -21,9 +21,19 @@ is what makes batched greedy decoding equal one-by-one decoding. Instruct models
 (:func:`idfu_lab.generation.prompts.render`), base models continue the prompt. Sampling is seeded per batch from the
 run's seed and the batch's keys, so a re-run with the same pending work gives the same samples.
 
-An optional vLLM backend (``generation.backend: vllm``, with the adapter as a LoRA request) is used
-where ``vllm`` is importable and CUDA is available; elsewhere the transformers backend is used and the
-fact is logged. Both write the same rows.
+Every decoding field is passed explicitly (:func:`decoding_fields`): transformers would otherwise fill
+the missing ones from the model's ``generation_config.json`` (Qwen2.5-Coder-Instruct's sets a
+repetition penalty, which applies to greedy decoding too) while vLLM ignores that file. The fields are
+on every row (``decoding``), hence in the results files, and in the cache key.
+
+An optional vLLM backend (``generation.backend: vllm``) is used where ``vllm`` is importable and CUDA
+is available; elsewhere the transformers backend is used and the fact is logged. The process keeps one
+vLLM engine with LoRA enabled: the base model's replies are requested without an adapter, the tuned
+model's with the adapter as a LoRA request. vLLM quantises on the fly as NF4 *with* double
+quantisation whatever the recipe says; what it loads is on every row (``weights``) and in the cache
+key, and a warning names each way it differs from the model the adapter was trained on. Both backends
+write the same rows: ``finish`` is ``eos``, ``stop`` (a stop string) or ``length``, and ``n_tokens``
+counts the reply's tokens without the end token.
 """
 
 from __future__ import annotations
@@ -71,21 +81,30 @@ def _sha(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def model_identity(model_cfg: ModelConfig) -> dict[str, Any]:
-    """What determines the base model's weights and numerics (not where it runs)."""
+def model_identity(model_cfg: ModelConfig, backend: str = "transformers") -> dict[str, Any]:
+    """What determines the base model's weights and numerics (not where it runs).
+
+    With vLLM the weights are what vLLM loads (:func:`vllm_weights`), which is not always what the
+    recipe asks for: the identity says so, so the two backends never share a cache entry by accident.
+    """
     from idfu_lab.generation.models import device_and_precision, tiny_fingerprint
 
     name = model_cfg.name_or_path
     if name == "tiny":
         name = f"tiny:{tiny_fingerprint(model_cfg.tiny)}"
     choice = device_and_precision(model_cfg)
-    return {
+    ident: dict[str, Any] = {
         "name": name,
         "load_in_4bit": choice["load_in_4bit"],
         "quant_type": choice["bnb_4bit_quant_type"],
         "dtype": choice["torch_dtype"],
         "chat": model_cfg.chat,
     }
+    if choice["load_in_4bit"]:
+        ident["double_quant"] = model_cfg.bnb_4bit_use_double_quant
+    if backend == "vllm":
+        ident["vllm_weights"] = vllm_weights(model_cfg, choice)
+    return ident
 
 
 def adapter_hash(adapter: str | Path | None) -> str | None:
@@ -120,16 +139,52 @@ def resolve_backend(gen_cfg: GenerationConfig) -> str:
     return "vllm"
 
 
-def decoding_spec(gen_cfg: GenerationConfig, seed: int, backend: str | None = None) -> dict[str, Any]:
-    """The decoding as recorded on every row. Greedy decoding does not depend on the seed, so it is left out."""
-    spec: dict[str, Any] = {
-        "do_sample": gen_cfg.do_sample,
+def decoding_fields(gen_cfg: GenerationConfig) -> dict[str, Any]:
+    """Every field that shapes a reply, with a value: what both backends receive, nothing left to a file.
+
+    transformers fills any field it is not given from the model's ``generation_config.json`` (Qwen's
+    sets ``repetition_penalty``, ``temperature``, ``top_p``, ``top_k``; the penalty applies to greedy
+    decoding too), and vLLM ignores that file: so each field is given here, with the neutral value
+    where the recipe's decoding does not use it (greedy: temperature 1, top-p 1, top-k off).
+    """
+    sampled = gen_cfg.do_sample
+    return {
+        "do_sample": sampled,
+        "temperature": gen_cfg.temperature if sampled else 1.0,
+        "top_p": gen_cfg.top_p if sampled else 1.0,
+        "top_k": gen_cfg.top_k if sampled else 0,
+        "repetition_penalty": gen_cfg.repetition_penalty,
+        "num_beams": 1,
         "max_new_tokens": gen_cfg.max_new_tokens,
+    }
+
+
+def generate_kwargs(gen_cfg: GenerationConfig) -> dict[str, Any]:
+    """:func:`decoding_fields` as ``model.generate`` takes them: greedy decoding gets no sampling fields.
+
+    The model's own ``generation_config.json`` is hidden while generating
+    (:func:`only_explicit_settings`), so an omitted sampling field cannot come from it; passing them
+    to greedy decoding would only make transformers warn that they are ignored.
+    """
+    fields = decoding_fields(gen_cfg)
+    if not fields["do_sample"]:
+        for key in ("temperature", "top_p", "top_k"):
+            fields.pop(key)
+    return fields
+
+
+def decoding_spec(gen_cfg: GenerationConfig, seed: int, backend: str | None = None) -> dict[str, Any]:
+    """The decoding as recorded on every row and hashed into its cache key: every field explicit.
+
+    Greedy decoding does not depend on the seed, so it is left out.
+    """
+    spec: dict[str, Any] = {
+        **decoding_fields(gen_cfg),
         "stop": list(gen_cfg.stop),
         "backend": backend or resolve_backend(gen_cfg),
     }
     if gen_cfg.do_sample:
-        spec.update(temperature=gen_cfg.temperature, top_p=gen_cfg.top_p, seed=seed)
+        spec["seed"] = seed
     return spec
 
 
@@ -246,6 +301,27 @@ def _threads_for(model: Any, device: Any):
             torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def only_explicit_settings(model: Any, tokenizer: Any, eos: list[int]):
+    """Hide the model's ``generation_config.json`` while generating: only the fields passed count.
+
+    transformers 5 fills every field left unset from ``model.generation_config`` (loaded from the
+    model's file); with a bare config in its place nothing comes from the file. Token ids (eos, pad,
+    bos) are given explicitly. The model's own config is put back afterwards.
+    """
+    from transformers import GenerationConfig as HFGenerationConfig
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    saved = inner.generation_config
+    inner.generation_config = HFGenerationConfig(
+        eos_token_id=eos, pad_token_id=tokenizer.pad_token_id, bos_token_id=saved.bos_token_id
+    )
+    try:
+        yield
+    finally:
+        inner.generation_config = saved
+
+
 class _TransformersBackend:
     """Batched ``model.generate`` with left padding, under ``torch.inference_mode``."""
 
@@ -266,20 +342,20 @@ class _TransformersBackend:
         device = next(self.model.parameters()).device
         enc = {k: v.to(device) for k, v in enc.items()}
         kwargs: dict[str, Any] = {
-            "max_new_tokens": gen_cfg.max_new_tokens,
-            "do_sample": gen_cfg.do_sample,
+            **generate_kwargs(gen_cfg),
             "pad_token_id": self.tokenizer.pad_token_id,
             "eos_token_id": self.eos,
             "use_cache": True,
         }
         if gen_cfg.do_sample:
-            kwargs.update(temperature=gen_cfg.temperature, top_p=gen_cfg.top_p, top_k=0)
             torch.manual_seed(seed)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
         if gen_cfg.stop:
             kwargs.update(stop_strings=list(gen_cfg.stop), tokenizer=self.tokenizer)
-        with torch.inference_mode(), _threads_for(self.model, device):
+        with (
+            torch.inference_mode(),
+            _threads_for(self.model, device),
+            only_explicit_settings(self.model, self.tokenizer, self.eos),
+        ):
             out = self.model.generate(**enc, **kwargs)
         new = out[:, enc["input_ids"].shape[1] :].cpu()
         results = []
@@ -295,40 +371,202 @@ class _TransformersBackend:
         return results
 
 
+# --------------------------------------------------------------------------- vLLM
+
+#: LoRA ranks vLLM accepts for ``max_lora_rank``.
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def vllm_weights(model_cfg: ModelConfig, choice: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What vLLM actually loads for this recipe (pure given ``choice``).
+
+    vLLM quantises a full-precision checkpoint on the fly with bitsandbytes, and its loader
+    hard-codes NF4 *with double quantisation* (``quantize_4bit(..., compress_statistics=True,
+    quant_type="nf4")``) whatever the recipe says; the matmuls run in the model dtype.
+    """
+    from idfu_lab.generation.models import device_and_precision
+
+    choice = choice or device_and_precision(model_cfg)
+    if not choice["load_in_4bit"]:
+        return {"quantization": None, "dtype": choice["torch_dtype"]}
+    return {
+        "quantization": "bitsandbytes",
+        "quant_type": "nf4",
+        "double_quant": True,
+        "compute_dtype": choice["torch_dtype"],
+    }
+
+
+def vllm_differences(model_cfg: ModelConfig, choice: dict[str, Any] | None = None) -> list[str]:
+    """How vLLM's weights differ from the 4-bit model the adapter was trained on (empty: they match)."""
+    from idfu_lab.generation.models import device_and_precision
+
+    choice = choice or device_and_precision(model_cfg)
+    loaded = vllm_weights(model_cfg, choice)
+    if loaded["quantization"] is None:
+        return []
+    out = []
+    if model_cfg.bnb_4bit_quant_type != "nf4":
+        out.append(f"quantisation type nf4 (the recipe trained on {model_cfg.bnb_4bit_quant_type})")
+    if not model_cfg.bnb_4bit_use_double_quant:
+        out.append(
+            "double quantisation of the NF4 scales (the recipe trained without: the dequantised "
+            "weights differ slightly)"
+        )
+    if model_cfg.bnb_4bit_compute_dtype != loaded["compute_dtype"]:
+        out.append(
+            f"compute dtype {loaded['compute_dtype']} (the recipe trained with {model_cfg.bnb_4bit_compute_dtype})"
+        )
+    return out
+
+
+def vllm_lora_rank(adapter: str | Path | None, default: int = 16) -> int:
+    """The smallest ``max_lora_rank`` vLLM accepts that holds the adapter's rank (from adapter_config.json)."""
+    r = default
+    if adapter is not None:
+        cfg = Path(adapter) / "adapter_config.json"
+        try:
+            r = int(json.loads(cfg.read_text())["r"])
+        except (OSError, KeyError, ValueError, json.JSONDecodeError) as e:
+            raise IdfuError(f"{cfg}: cannot read the adapter's rank 'r' ({e})") from e
+    for allowed in VLLM_LORA_RANKS:
+        if r <= allowed:
+            return allowed
+    raise IdfuError(f"adapter rank {r} is above vLLM's largest max_lora_rank ({VLLM_LORA_RANKS[-1]})")
+
+
+def vllm_engine_kwargs(model_cfg: ModelConfig, max_lora_rank: int) -> dict[str, Any]:
+    """``vllm.LLM(**kwargs)`` for the recipe: one engine, LoRA always enabled (the base runs without a request)."""
+    from idfu_lab.generation.models import device_and_precision, resolve_name
+
+    choice = device_and_precision(model_cfg)
+    kwargs: dict[str, Any] = {
+        "model": resolve_name(model_cfg),
+        "dtype": choice["torch_dtype"],
+        "enable_lora": True,
+        "max_lora_rank": max_lora_rank,
+        "max_loras": 1,
+        "trust_remote_code": model_cfg.trust_remote_code,
+    }
+    if choice["load_in_4bit"]:
+        kwargs["quantization"] = "bitsandbytes"
+    return kwargs
+
+
+def vllm_sampling_kwargs(gen_cfg: GenerationConfig, seed: int) -> dict[str, Any]:
+    """``vllm.SamplingParams(**kwargs)``: the same explicit fields as the transformers backend."""
+    f = decoding_fields(gen_cfg)
+    return {
+        "temperature": f["temperature"] if f["do_sample"] else 0.0,
+        "top_p": f["top_p"],
+        "top_k": f["top_k"] if f["top_k"] > 0 else -1,
+        "repetition_penalty": f["repetition_penalty"],
+        "max_tokens": f["max_new_tokens"],
+        "stop": list(gen_cfg.stop) or None,
+        "seed": seed if f["do_sample"] else None,
+        "skip_special_tokens": True,
+    }
+
+
+def vllm_result(
+    text: str,
+    token_ids: Sequence[int],
+    finish_reason: str | None,
+    stop_reason: int | str | None,
+    eos: Sequence[int],
+) -> tuple[str, int, str]:
+    """One vLLM completion as ``(text, n_tokens, finish)``, counted as the transformers backend counts.
+
+    vLLM reports ``finish_reason="stop"`` both for an end token and for a stop string; ``stop_reason``
+    tells them apart (None: the EOS token; a string: that stop string; an int: a stop token id). Its
+    ``token_ids`` include the end token, which the transformers backend does not count: it is left out.
+    """
+    n = len(token_ids)
+    if finish_reason == "length":
+        return text, n, "length"
+    if isinstance(stop_reason, str):
+        return text, n, "stop"
+    if n and (token_ids[-1] in set(eos) or isinstance(stop_reason, int)):
+        n -= 1
+    return text, n, "eos"
+
+
+#: The one vLLM engine of this process (a second ``LLM()`` next to a live one runs out of memory).
+_VLLM_ENGINE: dict[str, Any] = {}
+
+
+def release_vllm() -> None:
+    """Free the process's vLLM engine and its GPU memory (a no-op when there is none)."""
+    engine = _VLLM_ENGINE.pop("llm", None)
+    _VLLM_ENGINE.clear()
+    if engine is None:
+        return
+    import gc
+
+    import torch
+
+    del engine
+    try:  # vLLM's own clean-up of its distributed state, where this version has it
+        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+        cleanup_dist_env_and_memory()
+    except ImportError:  # pragma: no cover - depends on the vLLM version
+        pass
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 class _VLLMBackend:
-    """vLLM with the adapter as a LoRA request (CUDA only)."""
+    """vLLM (CUDA only): one engine per process, with LoRA enabled; the adapter is a LoRA request.
 
-    def __init__(self, model_cfg: ModelConfig, adapter: str | Path | None, lora_rank: int = 64):
-        from vllm import LLM
-        from vllm.lora.request import LoRARequest
+    The base model's replies are made by the same engine with no LoRA request, so base and adapter
+    never hold two copies of the model (creating a second ``LLM()`` while the first lives is a known
+    out-of-memory pattern). An engine made for another model, or with a smaller ``max_lora_rank`` than
+    the adapter needs, is released before the new one is made.
+    """
 
-        from idfu_lab.generation.models import device_and_precision, resolve_name
+    def __init__(self, model_cfg: ModelConfig, adapter: str | Path | None):
+        kwargs = vllm_engine_kwargs(model_cfg, vllm_lora_rank(adapter))
+        for difference in vllm_differences(model_cfg):
+            logger.warning(
+                "vLLM loads %s differently from the trained model: %s", kwargs["model"], difference
+            )
+        current = _VLLM_ENGINE.get("kwargs")
+        reusable = current is not None and {k: v for k, v in current.items() if k != "max_lora_rank"} == {
+            k: v for k, v in kwargs.items() if k != "max_lora_rank"
+        }
+        if not (reusable and current["max_lora_rank"] >= kwargs["max_lora_rank"]):
+            release_vllm()
+            from vllm import LLM
 
-        choice = device_and_precision(model_cfg)
-        kwargs: dict[str, Any] = {"model": resolve_name(model_cfg), "dtype": choice["torch_dtype"]}
-        if choice["load_in_4bit"]:
-            kwargs["quantization"] = "bitsandbytes"
+            _VLLM_ENGINE.update(llm=LLM(**kwargs), kwargs=kwargs, adapters={})
+        self.llm = _VLLM_ENGINE["llm"]
+        self.lora = None
         if adapter is not None:
-            kwargs.update(enable_lora=True, max_lora_rank=lora_rank)
-        self.llm = LLM(**kwargs)
-        self.lora = LoRARequest("adapter", 1, str(adapter)) if adapter is not None else None
+            from vllm.lora.request import LoRARequest
+
+            adapters = _VLLM_ENGINE["adapters"]
+            key = adapter_hash(adapter)
+            adapters.setdefault(key, len(adapters) + 1)  # one id per distinct adapter, stable in the process
+            self.lora = LoRARequest(f"adapter-{adapters[key]}", adapters[key], str(adapter))
+        from idfu_lab.generation.models import load_tokenizer
+
+        self.eos = _eos_ids(load_tokenizer(model_cfg))
 
     def __call__(self, texts: list[str], gen_cfg: GenerationConfig, seed: int) -> list[tuple[str, int, str]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(
-            temperature=gen_cfg.temperature if gen_cfg.do_sample else 0.0,
-            top_p=gen_cfg.top_p if gen_cfg.do_sample else 1.0,
-            max_tokens=gen_cfg.max_new_tokens,
-            stop=list(gen_cfg.stop) or None,
-            seed=seed if gen_cfg.do_sample else None,
-        )
+        params = SamplingParams(**vllm_sampling_kwargs(gen_cfg, seed))
         outs = self.llm.generate(texts, params, lora_request=self.lora, use_tqdm=False)
         results = []
         for o in outs:
             c = o.outputs[0]
-            finish = {"length": "length", "stop": "eos"}.get(c.finish_reason or "", c.finish_reason or "eos")
-            results.append((c.text, len(c.token_ids), finish))
+            results.append(
+                vllm_result(
+                    c.text, list(c.token_ids), c.finish_reason, getattr(c, "stop_reason", None), self.eos
+                )
+            )
         return results
 
 
@@ -366,7 +604,7 @@ def generate(
         logger.warning("greedy decoding gives one answer per problem: generating 1 sample, not %d", n)
         n = 1
     backend_name = resolve_backend(gen_cfg)
-    ident = model_identity(model_cfg)
+    ident = model_identity(model_cfg, backend_name)
     a_hash = adapter_hash(adapter)
     decoding = decoding_spec(gen_cfg, seed, backend_name)
     template = gen_cfg.template if model_cfg.chat else "completion"
@@ -389,7 +627,7 @@ def generate(
         if backend_name == "vllm":
             from idfu_lab.generation.models import load_tokenizer
 
-            run_batch: Any = _VLLMBackend(model_cfg, adapter)
+            run_batch: Any = _VLLMBackend(model_cfg, adapter)  # the process's one engine
             tok = tokenizer if tokenizer is not None else load_tokenizer(model_cfg)
             batch_size = len(pending)  # vLLM schedules internally; one call, still cached per row
         else:
@@ -401,6 +639,7 @@ def generate(
             "adapter": str(adapter) if adapter is not None else None,
             "adapter_hash": a_hash,
             "decoding": decoding,
+            "weights": {k: v for k, v in ident.items() if k not in ("name", "chat")},
             "template": template,
             "seed": seed if gen_cfg.do_sample else None,
         }

@@ -269,33 +269,52 @@ def resolve_name(model_cfg: ModelConfig) -> str:
     return model_cfg.name_or_path
 
 
-def device_and_precision(model_cfg: ModelConfig) -> dict[str, Any]:
+def precision_choice(
+    model_cfg: ModelConfig, *, cuda: bool, cpu_quantised: bool = False, device_name: str | None = None
+) -> dict[str, Any]:
+    """Device, quantisation and dtype for a machine with or without CUDA (pure: nothing is queried).
+
+    Without CUDA the recipe's 4-bit base is declined and the model runs in fp32, unless
+    ``cpu_quantised``: the *CPU rehearsal* of the GPU path, which loads the NF4 base through
+    bitsandbytes' CPU backend with the recipe's dtypes (bf16), so that tests and ``gpu_check --dry-run``
+    exercise the very numerics a GPU run will have. It is slow and meant for small models.
+    """
+    quantised = bool(model_cfg.load_in_4bit and (cuda or cpu_quantised))
+    recipe_dtype = "bfloat16" if model_cfg.torch_dtype == "auto" else model_cfg.torch_dtype
+    dtype = recipe_dtype if cuda or cpu_quantised else "float32"
+    if cuda:
+        reason = "CUDA available"
+    elif cpu_quantised:
+        reason = "no CUDA: the GPU recipe rehearsed on a CPU (bitsandbytes CPU backend)"
+    else:
+        reason = "no CUDA: fp32 on CPU"
+        if model_cfg.load_in_4bit:
+            reason += " (4-bit requested by the config, not used without CUDA)"
+    return {
+        "device": "cuda" if cuda else "cpu",
+        "device_name": device_name or ("cuda" if cuda else "cpu"),
+        "load_in_4bit": quantised,
+        "bnb_4bit_quant_type": model_cfg.bnb_4bit_quant_type if quantised else None,
+        "bnb_4bit_compute_dtype": model_cfg.bnb_4bit_compute_dtype if quantised else None,
+        "bnb_4bit_use_double_quant": model_cfg.bnb_4bit_use_double_quant if quantised else None,
+        "torch_dtype": dtype,
+        "reason": reason,
+    }
+
+
+def device_and_precision(model_cfg: ModelConfig, *, cpu_quantised: bool = False) -> dict[str, Any]:
     """Decide device, quantisation and dtype from the config and ``torch.cuda.is_available()``.
 
     bitsandbytes loads 4-bit weights on some CPUs without any error, so "no GPU" is never detected by
-    catching an exception: 4-bit is used only where CUDA is present, and the choice is returned (and
-    recorded in the seed's manifest) with the reason.
+    catching an exception: 4-bit is used only where CUDA is present (or where the caller asks for the
+    CPU rehearsal, ``cpu_quantised``), and the choice is returned (and recorded in the seed's
+    manifest) with the reason.
     """
     import torch
 
     cuda = torch.cuda.is_available()
-    quantised = bool(model_cfg.load_in_4bit and cuda)
-    if model_cfg.torch_dtype == "auto":
-        dtype = "bfloat16" if cuda else "float32"
-    else:
-        dtype = model_cfg.torch_dtype if cuda else "float32"
-    reason = "CUDA available" if cuda else "no CUDA: fp32 on CPU"
-    if model_cfg.load_in_4bit and not cuda:
-        reason += " (4-bit requested by the config, not used without CUDA)"
-    return {
-        "device": "cuda" if cuda else "cpu",
-        "device_name": torch.cuda.get_device_name(0) if cuda else "cpu",
-        "load_in_4bit": quantised,
-        "bnb_4bit_quant_type": model_cfg.bnb_4bit_quant_type if quantised else None,
-        "bnb_4bit_compute_dtype": model_cfg.bnb_4bit_compute_dtype if quantised else None,
-        "torch_dtype": dtype,
-        "reason": reason,
-    }
+    name = torch.cuda.get_device_name(0) if cuda else "cpu"
+    return precision_choice(model_cfg, cuda=cuda, cpu_quantised=cpu_quantised, device_name=name)
 
 
 @contextlib.contextmanager
@@ -330,18 +349,20 @@ def load_model(
     adapter: str | Path | None = None,
     for_training: bool = False,
     gradient_checkpointing: bool = True,
+    precision: dict[str, Any] | None = None,
 ):
     """Load the base model (quantised where the config and the machine allow), optionally with an adapter.
 
     ``for_training`` prepares a 4-bit model for k-bit training (PEFT, with ``gradient_checkpointing`` as the
     recipe says); an ``adapter`` folder is loaded
-    with ``PeftModel.from_pretrained`` on top of the base.
+    with ``PeftModel.from_pretrained`` on top of the base. ``precision`` is a choice made by
+    :func:`device_and_precision` (e.g. the CPU rehearsal); by default it is made here.
     """
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     name = resolve_name(model_cfg)
-    choice = device_and_precision(model_cfg)
+    choice = precision if precision is not None else device_and_precision(model_cfg)
     kwargs: dict[str, Any] = {"dtype": getattr(torch, choice["torch_dtype"])}
     if choice["load_in_4bit"]:
         logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)

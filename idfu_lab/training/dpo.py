@@ -30,16 +30,28 @@ Why these choices
   the difference visible.) Pairs whose prompt + completion exceed ``dpo.max_length`` are counted too:
   TRL truncates their completions.
 * **Seeds decide everything random**: data order (``seed``/``data_seed``), the LoRA initialisation
-  (TRL seeds before ``get_peft_model``) and dropout. TRL's ``disable_dropout=True`` default would zero
-  every dropout module, the adapter's included, silently turning the recipe's ``lora_dropout`` into 0;
-  it is switched off so the recipe means what it says. On a CPU, the same seed gives bit-identical
-  adapters (tested).
+  (TRL seeds before ``get_peft_model``) and dropout where it is in effect. On a CPU, the same seed
+  gives bit-identical adapters (tested).
+* **Dropout is a recipe key** (``dpo.disable_dropout``): TRL zeroes every dropout module after adding
+  the adapter when it is true, LoRA's included. Every TRL 0.x release did so by default, and the study
+  ran TRL 0.x (its recipe names ``max_prompt_length``, which only 0.x had), so the paper profile sets it
+  true: LoRA's 0.05 was most likely never in effect. The dropout in effect is in ``summary.json``.
+* **The study's numerics** (:func:`set_training_dtypes`, after TRL builds the trainer and before the
+  optimizer exists): TRL 1.16 casts the trainable LoRA parameters of a 4-bit base to bf16, where AdamW's
+  small updates round away (measured on the CPU rehearsal, two steps at lr 5e-5: about half of the
+  elements unchanged, against none in fp32); they are put back in fp32, as TRL 0.x kept them. On a
+  4-bit base the embeddings and LM head return to bf16 and the norms stay fp32 (``model.norm_dtype``),
+  as TRL 0.x's ``peft_module_casting_to_bf16`` left them: the hidden states enter layer 0 in bf16 and
+  the later layers in fp32, exactly as in the study's set-up (``summary.json``: ``numerics``).
 * **Resumable**: a checkpoint every ``dpo.save_steps`` optimizer steps goes to
   ``train/checkpoints``; an interrupted run resumes from the last one (optimizer, scheduler and RNG
   states included). A finished seed (same config hash, same pairs file) is skipped unless ``force``.
-* **Memory is checked before loading** on CUDA: :func:`estimate_training_memory` adds up 4-bit
-  weights, LoRA parameters, gradients, AdamW states and the activations at ``max_length`` (with or
-  without checkpointing), and a card without room gets a clear error instead of an OOM an hour in.
+* **Memory is checked before loading** on CUDA: :func:`idfu_lab.training.memory.estimate_training_memory`
+  adds up, from first principles and with its assumptions stated, 4-bit weights, LoRA parameters,
+  gradients, AdamW states, the activations at ``max_length`` (with or without checkpointing) and TRL's
+  fused LM head; a card without room gets a clear error instead of an OOM an hour in.
+* **Logs where researchers look**: ``dpo.report_to`` (TensorBoard under ``train/logs`` by default;
+  wandb / mlflow where installed and configured), see :mod:`idfu_lab.training.logs`.
 
 Seeds as independent jobs
 -------------------------
@@ -65,9 +77,20 @@ The module is also an Accelerate entry point, so data-parallel training of one s
 
 The effective batch is ``processes x per_device_train_batch_size x gradient_accumulation_steps``:
 to keep the study's effective batch of 4 on 2 GPUs, override ``dpo.gradient_accumulation_steps=2``
-(``--set dpo.gradient_accumulation_steps=2``). ZeRO-2 shards optimizer states and gradients only,
+(``--set dpo.gradient_accumulation_steps=2``). One process that sees several GPUs stops at start-up
+with these instructions (:func:`idfu_lab.training.launch.launcher_problem`): the Trainer would wrap the
+model in ``nn.DataParallel``, which TRL refuses. ZeRO-2 shards optimizer states and gradients only,
 so every process holds the full (frozen) base and the per-pair margins are computed on the main
 process after training; ZeRO-3 is not supported. DeepSpeed needs ``pip install deepspeed``.
+
+ZeRO-2's numerics are not one GPU's (DeepSpeed 0.19's engine, read from its source): with bf16 it casts
+every floating parameter of the module to bf16, the norms and the LoRA weights included, and keeps an
+fp32 master copy of the trainable ones in its optimizer. So the adapter's updates are still applied in
+fp32, but the forward uses bf16 LoRA weights (as autocast does on one GPU), the hidden states between
+layers are bf16 (not fp32 as with the study's fp32 norms), and gradients are accumulated over the
+micro-batches in bf16 (its ``grad_accum_dtype`` defaults to the model dtype) where one GPU accumulates
+them in fp32. A ZeRO-2 run is a close variant of the recipe, not a reproduction of the study's numerics;
+DDP (``multi_gpu_ddp.yaml``) keeps them.
 ``configs/accelerate/cpu_single.yaml`` runs the same entry point on one CPU process (what the
 tests launch).
 """
@@ -117,6 +140,7 @@ class TrainPaths:
     summary: Path
     curves: Path
     margins_figure: Path
+    logs: Path
 
     @classmethod
     def for_run(cls, run: Any) -> TrainPaths:
@@ -131,6 +155,7 @@ class TrainPaths:
             summary=d / "summary.json",
             curves=d / "curves.png",
             margins_figure=d / "margins_by_category.png",
+            logs=d / "logs",
         )
 
     def outputs(self) -> list[Path]:
@@ -322,17 +347,18 @@ def filter_pairs(
 # --------------------------------------------------------------------------- configs for PEFT and TRL
 
 
-def training_precision(model_cfg: ModelConfig) -> dict[str, Any]:
+def training_precision(model_cfg: ModelConfig, *, cpu_quantised: bool = False) -> dict[str, Any]:
     """Device, quantisation and mixed precision for training, from the config and the machine.
 
     Extends :func:`idfu_lab.generation.models.device_and_precision` with the trainer's flags: bf16/fp16 mixed
     precision only on CUDA; on a CPU ``use_cpu`` and fp32 (TRL's DPOConfig defaults to bf16=True,
     which a CPU run must switch off). A GPU without bf16 (older than Ampere) gets a clear error rather
-    than a silent switch to fp16: that would be another recipe.
+    than a silent switch to fp16: that would be another recipe. ``cpu_quantised`` is the CPU rehearsal
+    of the GPU path (NF4 base, bf16 autocast on the CPU), for tests and ``gpu_check --dry-run``.
     """
     from idfu_lab.generation.models import device_and_precision
 
-    choice = dict(device_and_precision(model_cfg))
+    choice = dict(device_and_precision(model_cfg, cpu_quantised=cpu_quantised))
     cuda = choice["device"] == "cuda"
     compute = choice["bnb_4bit_compute_dtype"] if choice["load_in_4bit"] else choice["torch_dtype"]
     if cuda and compute == "bfloat16":
@@ -344,11 +370,127 @@ def training_precision(model_cfg: ModelConfig) -> dict[str, Any]:
                 f"{choice['device_name']} has no bfloat16 support (it needs an Ampere or newer GPU); the recipe "
                 f"asks for bf16 compute. Set {key}: float16 (and record that the recipe differs from the study's)"
             )
-    choice["bf16"] = bool(cuda and compute == "bfloat16")
+    return _trainer_flags(choice)
+
+
+def _trainer_flags(choice: dict[str, Any]) -> dict[str, Any]:
+    """The mixed-precision flags of a device/precision choice (pure; shared with the plan)."""
+    choice = dict(choice)
+    cuda = choice["device"] == "cuda"
+    rehearsal = not cuda and choice["load_in_4bit"]
+    compute = choice["bnb_4bit_compute_dtype"] if choice["load_in_4bit"] else choice["torch_dtype"]
+    mixed = cuda or rehearsal
+    choice["bf16"] = bool(mixed and compute == "bfloat16")
     choice["fp16"] = bool(cuda and compute == "float16")
     choice["use_cpu"] = not cuda
-    choice["compute_dtype"] = compute if cuda else "float32"
+    choice["compute_dtype"] = compute if mixed else "float32"
     return choice
+
+
+# --------------------------------------------------------------------------- numerics
+
+
+#: Where TRL 0.x put each kind of parameter of a 4-bit base before training (``peft_module_casting_to_bf16``
+#: after ``prepare_model_for_kbit_training`` and ``get_peft_model``, TRL 0.9-0.19): norms fp32, the
+#: embeddings and the (tied) LM head in the compute dtype, LoRA in fp32 (PEFT's default).
+NORM_NAMES = ("norm",)
+EMBEDDING_NAMES = ("lm_head", "embed_tokens", "wte", "wpe")
+
+
+def hidden_state_dtypes(embedding_dtype: str, norm_dtype: str, *, quantised: bool) -> dict[str, str]:
+    """The dtype flowing into decoder layer 0 and into the later ones (pure; a test checks it on the CPU path).
+
+    The embedding's output enters layer 0. On a 4-bit base each RMSNorm returns ``weight * x``, so its
+    output has the promoted dtype of its weight and its input; bitsandbytes' 4-bit layers compute in
+    the compute dtype but hand back their *input's* dtype, so that dtype reaches the residual add and
+    every later layer. With fp32 norms (the study's set-up) the residual stream is fp32 from layer 1 on.
+    Without quantisation every linear layer returns the autocast dtype and the norms hold the weights' dtype.
+    """
+    import torch
+
+    first = getattr(torch, embedding_dtype)
+    rest = torch.promote_types(first, getattr(torch, norm_dtype)) if quantised else first
+    return {"layer_0": str(first).removeprefix("torch."), "layers_1_on": str(rest).removeprefix("torch.")}
+
+
+def set_training_dtypes(model: Any, model_cfg: ModelConfig, precision: dict[str, Any]) -> dict[str, Any]:
+    """Put every parameter in the dtype the study's set-up had, after the trainer is built (before training).
+
+    TRL 1.16 casts the trainable LoRA parameters of a 4-bit base to bf16 (``dpo_trainer.py``, "the PEFT
+    adapter weights are converted to bf16"); with AdamW at the recipe's learning rate many bf16
+    updates round to nothing (a LoRA value of 0.01 moves in steps of 2^-14, an update of 5e-5 does not
+    reach half of it). TRL 0.x, which the study used, kept them fp32. Here:
+
+    * trainable parameters -> fp32, always (autocast still runs their matmuls in bf16);
+    * on a 4-bit base, what TRL 0.x's ``peft_module_casting_to_bf16`` did after PEFT's
+      ``prepare_model_for_kbit_training`` had upcast everything unquantised to fp32: embeddings and the
+      tied LM head back to the compute dtype, norms in ``model.norm_dtype`` (fp32 as TRL 0.x).
+
+    Returns what was set and the dtypes of the hidden states (:func:`hidden_state_dtypes`).
+    """
+    import torch
+
+    quantised = bool(precision.get("load_in_4bit"))
+    compute = precision.get("compute_dtype") or "float32"
+    norm_dtype = model_cfg.norm_dtype if quantised else None
+    if quantised:
+        for name, module in model.named_modules():
+            leaf = name.rsplit(".", 1)[-1]
+            if isinstance(module, torch.nn.LayerNorm) or any(k in leaf for k in NORM_NAMES):
+                module.to(getattr(torch, norm_dtype))
+            elif any(k in leaf for k in EMBEDDING_NAMES) and getattr(module, "weight", None) is not None:
+                if module.weight.dtype == torch.float32:
+                    module.to(getattr(torch, compute))
+    upcast = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.to(torch.float32)
+            upcast += 1
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    norms = [
+        mod.weight.dtype
+        for name, mod in model.named_modules()
+        if any(k in name.rsplit(".", 1)[-1] for k in NORM_NAMES) and getattr(mod, "weight", None) is not None
+    ]
+    norm_dtype = str(norms[0]).removeprefix("torch.") if norms else norm_dtype
+    embed = model.get_input_embeddings().weight.dtype
+    embedding_dtype = str(embed).removeprefix("torch.")
+    if not quantised and precision.get("bf16"):
+        embedding_dtype = "bfloat16"  # autocast: the first linear layer already returns bf16
+    if quantised:
+        logger.info(
+            "4-bit base: %d trainable tensors upcast to fp32 (TRL casts them to bf16); embeddings %s, norms %s",
+            upcast,
+            embedding_dtype,
+            norm_dtype,
+        )
+    return {
+        "trainable_parameters": sum(p.numel() for p in trainable),
+        "trainable_dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in trainable}),
+        "upcast_to_fp32": upcast,
+        "embedding_dtype": embedding_dtype,
+        "norm_dtype": norm_dtype,
+        "compute_dtype": compute,
+        "hidden_states": hidden_state_dtypes(
+            embedding_dtype, norm_dtype or embedding_dtype, quantised=quantised
+        ),
+    }
+
+
+def dropout_in_effect(model: Any) -> dict[str, float]:
+    """The ``p`` of every dropout module, grouped as LoRA's and the base model's (what the trainer will apply)."""
+    import torch
+
+    out: dict[str, float] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Dropout):
+            key = "lora_dropout" if "lora_dropout" in name else "model_dropout"
+            out[key] = max(out.get(key, 0.0), float(module.p))
+    for attr in ("attention_dropout",):
+        value = getattr(getattr(model, "config", None), attr, None)
+        if value is not None:
+            out[attr] = float(value)
+    return out
 
 
 def lora_config(lora: LoraSection) -> Any:
@@ -370,9 +512,21 @@ def _field_names(cls: type) -> set[str]:
 
 
 def dpo_config(
-    dpo: DPOSection, *, output_dir: str | Path, seed: int, precision: dict[str, Any], progress: bool = True
+    dpo: DPOSection,
+    *,
+    output_dir: str | Path,
+    seed: int,
+    precision: dict[str, Any],
+    progress: bool = True,
+    report_to: Sequence[str] | None = None,
 ) -> Any:
-    """TRL ``DPOConfig`` from the recipe's ``dpo`` section, the seed and the precision choice."""
+    """TRL ``DPOConfig`` from the recipe's ``dpo`` section, the seed and the precision choice.
+
+    ``report_to`` are the loggers :func:`idfu_lab.training.logs.resolve_report_to` found usable;
+    TensorBoard is attached by :func:`build_trainer` itself (its folder is the seed's, not the
+    checkpoints'), so only the others reach TRL. Publishing is done after training, by
+    :mod:`idfu_lab.training.publish`, never by the trainer at each checkpoint.
+    """
     from trl import DPOConfig
 
     names = _field_names(DPOConfig)
@@ -401,9 +555,10 @@ def dpo_config(
         "bf16": precision["bf16"],
         "fp16": precision["fp16"],
         "use_cpu": precision["use_cpu"],
-        # keep the recipe's lora_dropout: TRL's default zeroes every nn.Dropout, the adapter's included
-        "disable_dropout": False,
-        "report_to": "none",
+        # TRL zeroes every nn.Dropout after adding the adapter, LoRA's included, when this is True
+        # (as every TRL 0.x release did by default): an explicit recipe key, see configs/paper.yaml
+        "disable_dropout": dpo.disable_dropout,
+        "report_to": [r for r in (report_to or []) if r != "tensorboard"] or "none",
         "disable_tqdm": not progress,
         "dataloader_num_workers": 0,
         # every LoRA parameter receives a gradient in every step: DDP need not search for unused ones
@@ -426,7 +581,7 @@ def dpo_config(
 
 def build_trainer(
     cfg: Config,
-    pairs: Sequence[dict[str, Any]],
+    pairs: Sequence[dict[str, Any]] | None,
     *,
     output_dir: str | Path,
     seed: int,
@@ -435,39 +590,90 @@ def build_trainer(
     tokenizer: Any = None,
     callbacks: Sequence[Any] | None = None,
     progress: bool = True,
+    logs_dir: str | Path | None = None,
+    dataset: Any = None,
+    trainer_cls: type | None = None,
 ) -> Any:
-    """A TRL ``DPOTrainer`` for the (already filtered) pairs: LoRA on the base, the reference = adapter off."""
+    """A TRL ``DPOTrainer`` for the (already filtered) pairs: LoRA on the base, the reference = adapter off.
+
+    After TRL has built it, :func:`set_training_dtypes` puts the parameters in the study's dtypes
+    (trainable LoRA in fp32, TRL 0.x's casting on a 4-bit base) before any optimizer exists; what was
+    set is ``trainer.idfu_numerics`` and the dropout in effect ``trainer.idfu_dropout``. ``logs_dir``
+    receives the TensorBoard log where the recipe's ``dpo.report_to`` asks for it. ``dataset`` (already
+    tokenised, with ``trainer_cls`` that accepts it) replaces ``pairs`` in the benchmarks.
+    """
     _quiet_bitsandbytes()
-    from datasets import Dataset
     from trl import DPOTrainer
 
     from idfu_lab.generation import models
     from idfu_lab.runs import seed_everything
+    from idfu_lab.training.logs import resolve_report_to, tensorboard_callback
 
     if tokenizer is None:
         tokenizer = models.load_tokenizer(cfg.model)
     seed_everything(seed)
     if model is None:
         model = models.load_model(
-            cfg.model, for_training=True, gradient_checkpointing=cfg.dpo.gradient_checkpointing
+            cfg.model,
+            for_training=True,
+            gradient_checkpointing=cfg.dpo.gradient_checkpointing,
+            precision=precision,
         )
-    examples = [{"id": p["id"], **to_trl_example(p, chat=cfg.model.chat)} for p in pairs]
-    dataset = Dataset.from_list(examples)
-    args = dpo_config(cfg.dpo, output_dir=output_dir, seed=seed, precision=precision, progress=progress)
+    check_architecture(cfg.model, model.config)
+    if dataset is None:
+        from datasets import Dataset
+
+        examples = [{"id": p["id"], **to_trl_example(p, chat=cfg.model.chat)} for p in pairs or []]
+        dataset = Dataset.from_list(examples)
+    loggers = resolve_report_to(cfg.dpo.report_to, logs_dir)
+    args = dpo_config(
+        cfg.dpo, output_dir=output_dir, seed=seed, precision=precision, progress=progress, report_to=loggers
+    )
+    extra = list(callbacks or [])
+    if "tensorboard" in loggers and logs_dir is not None:
+        extra.append(tensorboard_callback(logs_dir))
     with _datasets_progress(progress):
-        trainer = DPOTrainer(
+        trainer = (trainer_cls or DPOTrainer)(
             model=model,
             args=args,
             train_dataset=dataset,
             processing_class=tokenizer,
             peft_config=lora_config(cfg.lora),
-            callbacks=list(callbacks or []),
+            callbacks=extra,
         )
+    trainer.idfu_numerics = set_training_dtypes(trainer.model, cfg.model, precision)
+    trainer.idfu_dropout = dropout_in_effect(trainer.model)
+    trainer.idfu_report_to = loggers
     if not progress:  # with tqdm off, transformers prints every log dict instead; the log history keeps them
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def check_architecture(model_cfg: ModelConfig, hf_config: Any) -> None:
+    """Raise when the loaded model is not the one ``model.architecture`` describes (the plan's model)."""
+    arch = model_cfg.architecture
+    if arch is None:
+        return
+    text = hf_config.get_text_config() if hasattr(hf_config, "get_text_config") else hf_config
+    for f in dataclasses.fields(arch):
+        want = getattr(arch, f.name)
+        have = getattr(text, f.name, None)
+        if f.name == "rope_theta" and have is None:
+            have = (getattr(text, "rope_parameters", None) or {}).get("rope_theta")
+        if have is None:
+            continue
+        same = (
+            abs(float(have) - float(want)) <= 1e-9 * max(1.0, abs(float(want)))
+            if isinstance(want, float)
+            else have == want
+        )
+        if not same:
+            raise IdfuError(
+                f"{model_cfg.name_or_path}: its config has {f.name}={have!r} but the recipe's model.architecture "
+                f"says {want!r} ({model_cfg.name_or_path!r} is not the model the recipe was planned for)"
+            )
 
 
 def _quiet_bitsandbytes() -> None:
@@ -613,7 +819,7 @@ def _resume_point(paths: TrainPaths, identity: dict[str, Any]) -> str | None:
 
 
 def _clear_outputs(paths: TrainPaths) -> None:
-    for p in (paths.adapter, paths.checkpoints):
+    for p in (paths.adapter, paths.checkpoints, paths.logs):
         shutil.rmtree(p, ignore_errors=True)
     for p in (paths.log_history, paths.margins, paths.summary, paths.curves, paths.margins_figure):
         p.unlink(missing_ok=True)
@@ -679,6 +885,9 @@ def train_seed(
         run.forget(STEP)
 
     t0 = time.perf_counter()
+    from idfu_lab.training.launch import check_launcher
+
+    check_launcher(cfg.source or "configs/paper.yaml")  # several GPUs and one process: say how to run
     pairs = read_train_pairs(pairs_path)
     precision = training_precision(cfg.model)
     estimate = check_cuda_memory(cfg, precision)
@@ -721,6 +930,7 @@ def train_seed(
         tokenizer=tokenizer,
         callbacks=callbacks,
         progress=progress,
+        logs_dir=paths.logs,
     )
     if not main:  # other ranks find the checkpoint the main rank chose
         resume = _resume_point_readonly(paths)
@@ -765,6 +975,10 @@ def train_seed(
             "peak_cuda_bytes": peak.peak_cuda,
             "memory_estimate": estimate.as_dict() if estimate else None,
             "precision": precision,
+            "numerics": trainer.idfu_numerics,
+            "dropout": trainer.idfu_dropout,
+            "report_to": trainer.idfu_report_to,
+            "logs_dir": str(paths.logs) if "tensorboard" in trainer.idfu_report_to else None,
             "beta": cfg.dpo.beta,
             **_final_metrics(history),
             "mean_margin": sum(m["margin"] for m in margins) / n_m,
@@ -785,6 +999,11 @@ def train_seed(
             }
         )
         run.mark_done(STEP, paths.outputs(), inputs=inputs, pairs_sha256=pairs_sha)
+        from idfu_lab.training.publish import publish_seed
+
+        # the model card always; the Hub where the recipe asks and it is reachable
+        published = publish_seed(run)
+        run.update_manifest(published=published)
         logger.info(
             "seed %s trained: %d steps in %.1f s, final loss %s, mean margin %.4f",
             run.seed,

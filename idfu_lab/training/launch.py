@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +51,32 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     add_no_progress(p)
     p.add_argument(
+        "--publish",
+        action="store_true",
+        help="after training (or for seeds already trained): rewrite the model card with the run's results and "
+        "upload the adapter to <dpo.hub_model_id>-seed<s> (skipped, with the reason, when offline)",
+    )
+    p.add_argument(
         "--estimate-memory",
         action="store_true",
         help="print the GPU memory the recipe needs (4-bit and not, with and without checkpointing) and exit",
     )
+    plan = p.add_argument_group("plan (offline, no weights, no GPU)")
+    plan.add_argument(
+        "--plan",
+        action="store_true",
+        help="print what the run will do (trainable parameters and dtypes, activations, dropout, loss, lengths, "
+        "steps, memory, decoding) and exit",
+    )
+    plan.add_argument(
+        "--pairs", help="pairs JSONL whose lengths the plan checks (default: the run's audited pairs)"
+    )
+    plan.add_argument("--card-gib", type=float, help="GPU memory of the card to plan for, in GiB (e.g. 8)")
+    plan.add_argument(
+        "--device", choices=("cuda", "cpu"), help="plan for this device (default: cuda for a GPU recipe)"
+    )
+    plan.add_argument("--processes", type=int, default=1, help="data-parallel processes (accelerate launch)")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of tables")
     return p
 
 
@@ -76,6 +98,47 @@ def _open_run(config: str, seed: int, run_dir: str | None, overrides: dict[str, 
     return run
 
 
+def launcher_problem(
+    device_count: int, env: Mapping[str, str], *, config: str = "configs/paper.yaml"
+) -> str | None:
+    """Why this process must not train as it was started (None: it may), with how to run instead (pure).
+
+    One process that sees several GPUs makes the Trainer wrap the model in ``nn.DataParallel``,
+    which TRL's DPOTrainer refuses deep inside its first step ("does not support nn.DataParallel").
+    Said here, before anything is loaded.
+    """
+    world = int(env.get("WORLD_SIZE", "1") or 1)
+    if device_count <= 1 or world > 1:
+        return None
+    accumulation = max(1, 4 // device_count)
+    return (
+        f"{device_count} GPUs are visible to a single training process; the trainer would wrap the model in "
+        "nn.DataParallel, which TRL's DPOTrainer does not support. Either train on one GPU "
+        f"(CUDA_VISIBLE_DEVICES=0 idfu-lab train --config {config} --seed 42; other seeds on the other GPUs, "
+        f"CUDA_VISIBLE_DEVICES=1 ... --seed 123), or train one seed data-parallel on all of them: "
+        f"accelerate launch --config_file configs/accelerate/multi_gpu_ddp.yaml --num_processes {device_count} "
+        f"-m idfu_lab.training.launch --config {config} --seed 42 --set dpo.gradient_accumulation_steps={accumulation} "
+        f"(keeps the study's effective batch of 4 with {device_count} processes)."
+    )
+
+
+def check_launcher(config: str = "configs/paper.yaml") -> None:
+    """Raise :class:`IdfuError` with :func:`launcher_problem`'s advice when it applies to this process."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    problem = launcher_problem(torch.cuda.device_count(), os.environ, config=config)
+    if problem:
+        raise IdfuError(problem)
+
+
+def _is_main() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
 def memory_table(cfg: Config) -> list[dict[str, Any]]:
     """The estimate for the recipe's model under the four combinations of 4-bit and checkpointing."""
     rows = []
@@ -93,6 +156,8 @@ def run_from_args(args: argparse.Namespace, echo: Any = None) -> int:
 
     say = echo or logger.info
     overrides = dict(_parse_override(o) for o in args.overrides)
+    if getattr(args, "plan", False):
+        return _print_plan(args, overrides, say)
     if args.estimate_memory:
         cfg = load_config(args.config, overrides=overrides)
         say(f"GPU memory for one DPO step of {cfg.model.name_or_path} at max_length {cfg.dpo.max_length}:")
@@ -101,6 +166,9 @@ def run_from_args(args: argparse.Namespace, echo: Any = None) -> int:
                 f"  4-bit {'yes' if r['load_in_4bit'] else 'no ':3s}  checkpointing {'yes' if r['gradient_checkpointing'] else 'no ':3s}"
                 f"  {r['total'] / GIB:6.2f} GiB  (weights {r['weights'] / GIB:.2f}, activations {r['activations'] / GIB:.2f})"
             )
+        from idfu_lab.training.memory import ASSUMPTIONS
+
+        say("Assumptions: " + "; ".join(ASSUMPTIONS) + ".")
         return 0
     seeds = args.seeds or load_config(args.config, overrides=overrides).seeds
     for seed in seeds:
@@ -111,6 +179,17 @@ def run_from_args(args: argparse.Namespace, echo: Any = None) -> int:
             from idfu_lab.report.plots.training import save_figures
 
             save_figures(run)
+        if args.publish:
+            from idfu_lab.training.publish import publish_seed
+
+            if _is_main():
+                done = publish_seed(run, force=True)
+                run.update_manifest(published=done)
+                say(
+                    f"seed {seed}: published to {done['repo_id']}"
+                    if done["pushed"]
+                    else f"seed {seed}: not published ({done['reason']}); model card: {done['card']}"
+                )
         if result.skipped:
             say(f"seed {seed}: already trained (skipped; --force retrains): {result.paths.dir}")
         else:
@@ -119,6 +198,28 @@ def run_from_args(args: argparse.Namespace, echo: Any = None) -> int:
                 f"({s['n_filtered_prompt_too_long']} filtered) in {s['wall_time_s']:.1f} s; final loss "
                 f"{s['final_loss']:.4f}, mean margin {s['mean_margin']:.4f}; adapter: {result.adapter_dir}"
             )
+    return 0
+
+
+def _print_plan(args: argparse.Namespace, overrides: dict[str, Any], say: Any) -> int:
+    import json
+
+    from idfu_lab import runs
+    from idfu_lab.config import load_config
+    from idfu_lab.training.dpo import PAIRS_REL
+    from idfu_lab.training.plan import build_plan, plan_markdown
+
+    cfg = load_config(args.config, overrides=overrides)
+    pairs = args.pairs
+    if pairs is None:
+        default = (Path(args.run_dir) if args.run_dir else runs.default_run_dir(cfg)) / PAIRS_REL
+        pairs = default if default.exists() else None
+    elif not Path(pairs).exists():
+        raise IdfuError(f"--pairs {pairs}: no such file")
+    plan = build_plan(
+        cfg, device=args.device, pairs_path=pairs, card_gib=args.card_gib, processes=args.processes
+    )
+    say(json.dumps(plan, indent=2, default=str) if args.json else plan_markdown(plan))
     return 0
 
 

@@ -104,12 +104,17 @@ KNOWN_SHAPES = {
 }
 
 
-#: CUDA context, cuBLAS workspaces and the allocator's slack, added to every estimate.
+#: CUDA context, cuBLAS workspaces and the allocator's slack, added to every estimate for a card
+#: (``torch.cuda.max_memory_allocated`` does not see them).
 CUDA_OVERHEAD_BYTES = 768 * 1024**2
 
 
-#: Fragmentation margin on the tensors' sum.
+#: Fragmentation margin on the tensors' sum (the caching allocator reserves more than it hands out).
 FRAGMENTATION = 1.10
+
+#: TRL's fused LM head (``trl.kernels.chunked_logprob``): tokens and vocabulary rows per tile.
+HEAD_TOKEN_TILE = 4096
+HEAD_VOCAB_TILE = 32768
 
 
 _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -117,26 +122,59 @@ _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Bytes each part of a LoRA DPO step needs on the GPU (an estimate, on the safe side)."""
+    """Bytes each part of a LoRA DPO step needs on the GPU (an estimate, on the safe side).
+
+    ``tensors`` is what PyTorch's allocator hands out at the peak (comparable with
+    ``torch.cuda.max_memory_allocated``); ``total`` adds fragmentation and the CUDA context, for
+    choosing a card.
+    """
 
     weights: int
     lora: int
     gradients: int
     optimizer: int
     activations: int
+    lm_head: int
     overhead: int
 
     @property
+    def tensors(self) -> int:
+        return self.weights + self.lora + self.gradients + self.optimizer + self.activations + self.lm_head
+
+    @property
     def total(self) -> int:
-        tensors = self.weights + self.lora + self.gradients + self.optimizer + self.activations
-        return int(tensors * FRAGMENTATION) + self.overhead
+        return int(self.tensors * FRAGMENTATION) + self.overhead
 
     def as_dict(self) -> dict[str, int]:
-        return {**dataclasses.asdict(self), "total": self.total}
+        return {**dataclasses.asdict(self), "tensors": self.tensors, "total": self.total}
 
     def describe(self) -> str:
         parts = ", ".join(f"{k} {v / GIB:.2f}" for k, v in dataclasses.asdict(self).items())
         return f"{self.total / GIB:.2f} GiB ({parts} GiB; x{FRAGMENTATION} for fragmentation)"
+
+
+#: What the estimate assumes, in words (printed by ``--estimate-memory`` and ``--plan``).
+ASSUMPTIONS = (
+    "worst case: chosen and rejected both at max_length (DPO pads the pair to its longer side), "
+    "batch x 2 sequences in one forward",
+    "4-bit projections: NF4, half a byte per weight plus an fp32 scale per 64 weights (8-bit scales "
+    "and an fp32 scale per 256 of them with double quantisation)",
+    "the tied embedding / LM head in the compute dtype and norms in model.norm_dtype, as TRL 0.x "
+    "left them (idfu_lab.training.dpo.set_training_dtypes); q/k/v biases fp32",
+    "LoRA parameters, their gradients and AdamW's two states in fp32",
+    "gradient checkpointing keeps each decoder layer's input (layer 0 in the compute dtype, the "
+    "others in the residual dtype) and recomputes one layer at a time; without it every layer's "
+    "tensors are kept",
+    "per token, a layer keeps what autograd saves: two RMSNorm tensors per norm, q and k before "
+    "and after the rotary embedding (and rotate_half's copy), q/k/v/output of attention in the compute "
+    "dtype (a memory-efficient kernel: no score matrix), LoRA A's inputs in the compute dtype, the "
+    "MLP's gate, SiLU(gate) and up outputs and down's input; bitsandbytes keeps no input of a frozen "
+    "4-bit layer; with dropout p > 0 a dropped copy and a mask per adapter",
+    "the backward of the recomputed layer holds about four MLP-wide gradients per token at once",
+    "TRL's fused LM head: one tile of min(tokens, 4096) x min(vocab, 32768) in the compute dtype, the "
+    "scored hidden states gathered (residual dtype), their compute-dtype copy and an fp32 gradient",
+    "the reference pass (adapter disabled, no gradient) needs less than the training pass and is not added",
+)
 
 
 def estimate_training_memory(
@@ -146,6 +184,7 @@ def estimate_training_memory(
     torch_dtype: str = "bfloat16",
     compute_dtype: str = "bfloat16",
     double_quant: bool = False,
+    norm_dtype: str = "float32",
     lora_r: int = 16,
     target_modules: Sequence[str] = (
         "q_proj",
@@ -156,63 +195,79 @@ def estimate_training_memory(
         "up_proj",
         "down_proj",
     ),
-    lora_dropout: float = 0.05,
+    lora_dropout: float = 0.0,
     max_length: int = 2048,
     per_device_train_batch_size: int = 1,
     gradient_checkpointing: bool = True,
     overhead: int = CUDA_OVERHEAD_BYTES,
 ) -> MemoryEstimate:
-    """GPU memory for one DPO training step with LoRA (a pure function: numbers in, bytes out).
+    """GPU memory for one DPO training step with LoRA, from first principles (numbers in, bytes out).
 
-    * Weights: 4-bit projections take half a byte per parameter plus an fp32 scale per 64-value block
-      (``double_quant`` stores the scales in 8 bit); the rest (embeddings, norms, biases) is upcast to
-      fp32 by PEFT's ``prepare_model_for_kbit_training``. Unquantised: ``torch_dtype`` throughout.
-    * LoRA: ``r * (in + out)`` per targeted projection; TRL keeps adapters in bf16 on a 4-bit base,
-      PEFT in fp32 otherwise. Gradients: one copy. AdamW: two states per parameter, same dtype.
-    * Activations: DPO runs chosen and rejected in one forward, ``2 * batch * max_length`` tokens. Per
-      token and layer the backward keeps roughly ``10h + 2kv + 4m`` values (norm inputs and outputs,
-      q/k/v, attention output, SwiGLU's four ``m``-wide tensors; memory-efficient attention keeps no
-      score matrix) plus, with LoRA dropout, a dropped copy and a byte mask of each adapter's input.
-      With gradient checkpointing only each layer's input is kept, plus one layer being recomputed.
-      The LM head computes log-probabilities in tiles (TRL's fused head): no ``tokens x vocab`` logits.
+    :data:`ASSUMPTIONS` lists what is counted. ``lora_dropout`` is the dropout *in effect* (0 when
+    ``dpo.disable_dropout`` zeroes it). The per-token terms follow the tensors autograd keeps in a
+    Qwen2 decoder layer under bf16 autocast on a 4-bit base; ``benchmarks/gpu_check.py`` compares the
+    result with the measured peak (and ``--dry-run`` does so on a CPU at small sizes).
     """
-    compute_bytes = _DTYPE_BYTES[compute_dtype]
+    from idfu_lab.training.dpo import hidden_state_dtypes
+
+    c = _DTYPE_BYTES[compute_dtype]
     if load_in_4bit:
         scale_bytes = (1 / 64 + 4 / (64 * 256)) if double_quant else 4 / 64
-        weights = shape.linear_parameters() * (0.5 + scale_bytes) + shape.other_parameters() * 4
-        adapter_bytes = 2
+        h, L = shape.hidden_size, shape.num_hidden_layers
+        embed = shape.vocab_size * h * (1 if shape.tie_word_embeddings else 2)
+        biases = L * (h + 2 * shape.kv_dim)
+        norms = L * 2 * h + h
+        weights = (
+            shape.linear_parameters() * (0.5 + scale_bytes)
+            + embed * c
+            + biases * 4
+            + norms * _DTYPE_BYTES[norm_dtype]
+        )
+        dtypes = hidden_state_dtypes(compute_dtype, norm_dtype, quantised=True)
     else:
         weights = shape.num_parameters() * _DTYPE_BYTES[torch_dtype]
-        adapter_bytes = 4
+        dtypes = hidden_state_dtypes(compute_dtype, compute_dtype, quantised=False)
+    first_b, rest_b = _DTYPE_BYTES[dtypes["layer_0"]], _DTYPE_BYTES[dtypes["layers_1_on"]]
     n_lora = shape.lora_parameters(lora_r, target_modules)
-    lora = n_lora * adapter_bytes
-    gradients = n_lora * adapter_bytes
-    optimizer = 2 * n_lora * adapter_bytes
+    lora = n_lora * 4
+    gradients = n_lora * 4
+    optimizer = 2 * n_lora * 4
 
     h, kv, m = shape.hidden_size, shape.kv_dim, shape.intermediate_size
     tokens = 2 * per_device_train_batch_size * max_length
-    per_token_layer = (10 * h + 2 * kv + 4 * m) * compute_bytes
     proj = shape.projections()
-    lora_inputs = sum(proj[t][0] for t in target_modules)
+    rb = rest_b
+    per_token_layer = (
+        rb * (4 * h)  # two RMSNorms x (normalised input, output)
+        + rb * 3 * (h + kv)  # q, k before rotary, rotate_half's copy, after rotary
+        + c * (h + 2 * kv)  # attention inputs in the compute dtype
+        + c * 2 * h  # attention output and o_proj's (contiguous) input
+        + rb * 3 * m  # gate, SiLU(gate), up
+        + c * m  # down's input, cast for LoRA A
+        + c * sum(proj[t][0] for t in target_modules if t not in ("o_proj", "down_proj"))  # LoRA A inputs
+        + c * len(target_modules) * lora_r  # LoRA A outputs
+    )
     if lora_dropout > 0:
-        per_token_layer += lora_inputs * (compute_bytes + 1)
-    per_token_layer += len(target_modules) * lora_r * compute_bytes
-    one_layer = tokens * per_token_layer
+        per_token_layer += sum(proj[t][0] for t in target_modules) * (rb + 1)
+    backward_working = 4 * m * rb  # gradients of the MLP-wide tensors while one layer's backward runs
+    one_layer = tokens * (per_token_layer + backward_working)
     if gradient_checkpointing:
-        activations = shape.num_hidden_layers * tokens * h * compute_bytes + one_layer
+        saved_inputs = tokens * h * (first_b + (shape.num_hidden_layers - 1) * rest_b)
+        activations = saved_inputs + one_layer
     else:
-        activations = shape.num_hidden_layers * one_layer
-    # final norm, hidden states handed to the LM head, and the head's tiles
-    activations += 3 * tokens * h * compute_bytes + 4096 * 4096 * compute_bytes
-    # a dequantised projection while it is used
-    if load_in_4bit:
-        activations += max(i * o for i, o in proj.values()) * compute_bytes
+        activations = shape.num_hidden_layers * tokens * per_token_layer + tokens * backward_working
+    activations += 2 * tokens * h * rb  # the final norm's two tensors
+    if load_in_4bit:  # one projection dequantised while it is used
+        activations += max(i * o for i, o in proj.values()) * c
+    head_tokens = min(tokens, HEAD_TOKEN_TILE)
+    lm_head = head_tokens * min(shape.vocab_size, HEAD_VOCAB_TILE) * c + tokens * h * (rb + c + 4)
     return MemoryEstimate(
         weights=int(weights),
         lora=int(lora),
         gradients=int(gradients),
         optimizer=int(optimizer),
         activations=int(activations),
+        lm_head=int(lm_head),
         overhead=int(overhead),
     )
 
@@ -254,9 +309,10 @@ def estimate_for_config(cfg: Config, *, load_in_4bit: bool | None = None) -> Mem
         torch_dtype=dtype,
         compute_dtype=m.bnb_4bit_compute_dtype if q else dtype,
         double_quant=m.bnb_4bit_use_double_quant,
+        norm_dtype=m.norm_dtype,
         lora_r=cfg.lora.r,
         target_modules=cfg.lora.target_modules,
-        lora_dropout=cfg.lora.lora_dropout,
+        lora_dropout=0.0 if d.disable_dropout else cfg.lora.lora_dropout,
         max_length=d.max_length,
         per_device_train_batch_size=d.per_device_train_batch_size,
         gradient_checkpointing=d.gradient_checkpointing,
@@ -341,3 +397,74 @@ class PeakMemory:
         self.peak_rss = max(self.peak_rss, psutil.Process().memory_info().rss)
         if torch.cuda.is_available():
             self.peak_cuda = int(torch.cuda.max_memory_allocated())
+
+
+def model_bytes(model: Any) -> int:
+    """Bytes held by a model's parameters and buffers, 4-bit quantisation states included (shared ones once)."""
+    seen: set[int] = set()
+    total = 0
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.device.type == "meta" or t.data_ptr() in seen:
+            continue
+        seen.add(t.data_ptr())
+        total += t.numel() * t.element_size()
+        state = getattr(t, "quant_state", None)
+        if state is not None:
+            parts = [state.absmax, state.code]
+            if getattr(state, "nested", False):
+                parts += [state.state2.absmax, state.state2.code]
+            total += sum(p.numel() * p.element_size() for p in parts if p is not None)
+    return total
+
+
+class TensorPeak:
+    """The peak of tensor memory allocated above the level at entry, over a block.
+
+    On CUDA: ``torch.cuda.max_memory_allocated`` (reset at entry). On a CPU, where PyTorch keeps no
+    such counter, every allocation and free is recorded by the profiler and the running sum's peak is
+    taken: exact, but slow (use it at small sizes). ``peak`` is in bytes.
+    """
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.peak = 0
+        self._base = 0
+        self._prof: Any = None
+
+    def __enter__(self) -> TensorPeak:
+        import torch
+
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+        else:
+            from torch.profiler import ProfilerActivity, profile
+
+            self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+            self._prof.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import torch
+
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            self.peak = int(torch.cuda.max_memory_allocated()) - self._base
+            return
+        self._prof.__exit__(*exc)
+        from torch._C._profiler import _EventType
+
+        allocations: list[tuple[int, int]] = []
+        stack = list(self._prof.profiler.kineto_results.experimental_event_tree())
+        while stack:
+            event = stack.pop()
+            if event.tag == _EventType.Allocation:
+                allocations.append((event.start_time_ns, event.extra_fields.alloc_size))
+            stack.extend(event.children)
+        allocations.sort()
+        current = peak = 0
+        for _, size in allocations:
+            current += size
+            peak = max(peak, current)
+        self.peak = peak
