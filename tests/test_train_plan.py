@@ -64,7 +64,9 @@ def test_tiny_plan_with_pairs_counts_what_the_length_filter_drops() -> None:
     assert lengths["n_kept"] + lengths["n_dropped_prompt_too_long"] == 25
     kept = lengths["n_kept"]
     assert p["schedule"]["pairs"] == kept
-    assert p["schedule"]["optimizer_steps"] == 3 * -(-kept // 4)  # ceil(kept / 4) per epoch, 3 epochs
+    per_step = cfg.dpo.per_device_train_batch_size * cfg.dpo.gradient_accumulation_steps
+    epochs = int(cfg.dpo.num_train_epochs)
+    assert p["schedule"]["optimizer_steps"] == epochs * -(-kept // per_step)  # ceil per epoch
     assert p["precision"]["device"] == "cpu" and p["trainable"]["dtype"] == ["float32"]
 
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from idfu_lab.errors import IdfuError
+from idfu_lab.jsonl import write_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from idfu_lab.analysis.evaluation import SeedEvaluation
@@ -329,7 +330,7 @@ def evaluate_replicate(run: Run, *, progress: bool = False, force: bool = False)
             "reason": "a comparison of imported generations: no model was loaded",
         },
     }
-    out.summary_path.write_text(json.dumps(summary, indent=2, default=ev._json_default) + "\n")
+    write_json(summary, out.summary_path)
     out.summary = json.loads(out.summary_path.read_text())
     outputs = [*out.results.values(), out.sensitivity, out.transitions, out.summary_path]
     run.mark_done(STEP, outputs, inputs=inputs)

@@ -206,13 +206,14 @@ def _print_plan(args: argparse.Namespace, overrides: dict[str, Any], say: Any) -
 
     from idfu_lab import runs
     from idfu_lab.config import load_config
-    from idfu_lab.training.dpo import PAIRS_REL
     from idfu_lab.training.plan import build_plan, plan_markdown
 
     cfg = load_config(args.config, overrides=overrides)
     pairs = args.pairs
     if pairs is None:
-        default = (Path(args.run_dir) if args.run_dir else runs.default_run_dir(cfg)) / PAIRS_REL
+        default = runs.RunLayout(
+            Path(args.run_dir) if args.run_dir else runs.default_run_dir(cfg)
+        ).train_pairs
         pairs = default if default.exists() else None
     elif not Path(pairs).exists():
         raise IdfuError(f"--pairs {pairs}: no such file")

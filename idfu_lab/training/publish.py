@@ -46,15 +46,15 @@ def repo_id(hub_model_id: str, seed: int) -> str:
 
 def model_card(run: Any) -> str:
     """The adapter's model card (Markdown with Hugging Face metadata) from the run's files."""
-    from idfu_lab.training.dpo import PAIRS_REL, TrainPaths
+    from idfu_lab.training.dpo import TrainPaths
 
     cfg = run.config
     paths = TrainPaths.for_run(run)
     summary = _read_json(paths.summary) or {}
     manifest = run.manifest()
-    run_manifest = _read_json(Path(run.dir) / "manifest.json") or {}
-    audit = _read_json(run.path("audit/audit.json"))
-    evaluation = _read_json(run.seed_path("results/evaluation.json"))
+    run_manifest = _read_json(run.layout.manifest) or {}
+    audit = _read_json(run.layout.audit_json)
+    evaluation = _read_json(run.layout.results_dir(run.seed) / "evaluation.json")
     meta = {
         "base_model": cfg.model.name_or_path,
         "library_name": "peft",
@@ -97,7 +97,7 @@ def model_card(run: Any) -> str:
     lines += [yaml.safe_dump(cfg.to_dict(), sort_keys=False).strip(), "```", "", "</details>", ""]
 
     lines += ["## Data", "", "| file | sha256 |", "|---|---|"]
-    hashes = {PAIRS_REL: summary.get("pairs_sha256")}
+    hashes = {run.layout.relative(run.layout.train_pairs): summary.get("pairs_sha256")}
     for name, value in (run_manifest.get("data_hashes") or manifest.get("data_hashes") or {}).items():
         hashes.setdefault(name, value)
     lines += [f"| {k} | `{v}` |" for k, v in hashes.items() if v]
