@@ -129,6 +129,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import itertools
 import json
 import logging
 import math
@@ -136,7 +137,6 @@ import os
 import py_compile
 import re
 import selectors
-import shutil
 import signal
 import subprocess
 import sys
@@ -149,7 +149,19 @@ from typing import TYPE_CHECKING, Any
 
 from idfu_lab.outcomes import Outcome, Phase, outcome_for_mro
 from idfu_lab.problems import Problem
-from idfu_lab.sandbox.worker import CPU_ENV, PRELOAD_ENV, SANDBOX_OFF_ENV, SITE_ENV
+from idfu_lab.sandbox.worker import (
+    CGROUP_ENV,
+    CPU_ENV,
+    MAX_MESSAGE_CHARS,
+    MAX_MRO_ENTRIES,
+    MAX_NAME_CHARS,
+    PRELOAD_ENV,
+    SANDBOX_OFF_ENV,
+    SECCOMP_ENV,
+    SITE_ENV,
+    WALL_FACTOR,
+    purge,
+)
 
 if TYPE_CHECKING:
     pass
@@ -213,6 +225,8 @@ class Job:
     program: str
     test: str
     candidate: str | None = None
+    #: This job's own time budget (seconds); None: the run's ``timeout``.
+    timeout: float | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -222,7 +236,11 @@ class Job:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What happened to one job. ``phase`` is None for PASS (and for nothing else)."""
+    """What happened to one job. ``phase`` is None for PASS (and for nothing else).
+
+    ``duration_s`` is the sample's wall-clock time, ``cpu_s`` the CPU time of its whole process tree
+    (compiling its program included; None where it was not measured).
+    """
 
     passed: bool
     outcome: Outcome
@@ -230,6 +248,7 @@ class Verdict:
     exception_type: str | None
     message: str
     duration_s: float
+    cpu_s: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON-ready result fields, in the order results files use."""
@@ -240,6 +259,7 @@ class Verdict:
             "exception_type": self.exception_type,
             "message": self.message,
             "duration_s": self.duration_s,
+            "cpu_s": self.cpu_s,
         }
 
 
@@ -353,14 +373,245 @@ def _worker_cpus(workers: int) -> list[int]:
     return cpus if workers <= len(cpus) else []
 
 
+# ------------------------------------------------------------------------------------------------
+# Control groups and seccomp (built here, applied by the workers)
+
+#: Memory a worker's control group may hold beyond the sample's cap: the worker, its fork server and
+#: compiler, the report headroom and the private scratch tmpfs (MiB).
+CGROUP_MARGIN_MB = 256
+#: Processes (threads included) a worker's control group may hold: the worker's own 4-5 and the
+#: sample's tree (HumanEval code never needs more than a few).
+CGROUP_PIDS = 256
+
+
+def _cgroup_dirs() -> dict[str, str]:
+    """This process's own control-group folders, per use: ``memory``, ``pids``, ``cpu`` (cgroup v1's
+    controllers where mounted, else v2's unified hierarchy), where this process may make sub-groups."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return {}
+    v1: dict[str, str] = {}
+    v2: str | None = None
+    for line in mounts:
+        fields = line.split()
+        if " - " not in line:
+            continue
+        root, point = fields[3], fields[4]
+        after = line.split(" - ", 1)[1].split()
+        fstype, options = after[0], after[2].split(",") if len(after) > 2 else []
+        for entry in lines:
+            number, controllers, path = entry.split(":", 2)
+            if fstype == "cgroup" and controllers and set(controllers.split(",")) & set(options):
+                for controller in controllers.split(","):
+                    if controller in ("memory", "pids", "cpuacct") and controller in options:
+                        relative = os.path.relpath(path, root) if path.startswith(root) else None
+                        if relative is not None:
+                            v1[controller] = os.path.normpath(os.path.join(point, relative))
+            elif fstype == "cgroup2" and number == "0" and not controllers and path.startswith(root):
+                v2 = os.path.normpath(os.path.join(point, os.path.relpath(path, root)))
+    found: dict[str, str] = {}
+    for use, controller in (("memory", "memory"), ("pids", "pids"), ("cpu", "cpuacct")):
+        if controller in v1 and os.access(v1[controller], os.W_OK):
+            found[use] = v1[controller]
+    if v2 and os.access(v2, os.W_OK):
+        try:
+            enabled = Path(v2, "cgroup.subtree_control").read_text().split()
+        except OSError:
+            enabled = []
+        for use in ("memory", "pids"):
+            if use not in found and use in enabled:
+                found[use] = v2
+        found.setdefault("cpu", v2)  # cpu.stat is there without any controller
+    return found
+
+
+class _Cgroups:
+    """One worker's control groups (removed by :meth:`remove`, after the worker has exited)."""
+
+    def __init__(self, name: str, memory_mb: int) -> None:
+        self.made: list[str] = []
+        self.spec: dict[str, Any] = {"join": []}
+        dirs = _cgroup_dirs()
+        off = os.environ.get(SANDBOX_OFF_ENV, "").split(",")
+        if "cgroup" in off:
+            return
+        joined: set[str] = set()
+        for use, parent in dirs.items():
+            folder = os.path.join(parent, name)
+            try:
+                if folder not in self.made:
+                    os.mkdir(folder)
+                    self.made.append(folder)
+                v2 = os.path.exists(os.path.join(folder, "cgroup.controllers"))
+                if use == "memory" and memory_mb > 0:
+                    limit = str((memory_mb + CGROUP_MARGIN_MB) << 20)
+                    if v2:
+                        Path(folder, "memory.max").write_text(limit)
+                        Path(folder, "memory.swap.max").write_text("0")
+                    else:
+                        Path(folder, "memory.limit_in_bytes").write_text(limit)
+                        if os.path.exists(os.path.join(folder, "memory.memsw.limit_in_bytes")):
+                            Path(folder, "memory.memsw.limit_in_bytes").write_text(limit)
+                    self.spec["memory"] = True
+                elif use == "pids":
+                    Path(folder, "pids.max").write_text(str(CGROUP_PIDS))
+                    self.spec["pids"] = True
+                elif use == "cpu":
+                    sample = os.path.join(folder, "sample")
+                    os.mkdir(sample)
+                    self.made.append(sample)
+                    self.spec["sample_procs"] = os.path.join(sample, "cgroup.procs")
+                    self.spec["cpu"] = os.path.join(sample, "cpu.stat" if v2 else "cpuacct.usage")
+                    self.spec["format"] = "stat" if v2 else "ns"
+                if folder not in joined:
+                    joined.add(folder)
+                    self.spec["join"].append(os.path.join(folder, "cgroup.procs"))
+            except OSError as exc:
+                logger.debug("no %s control group for a sandbox worker: %s", use, exc)
+
+    def remove(self) -> None:
+        """Remove the groups (their processes have exited; the kernel may take a moment to notice)."""
+        deadline = time.monotonic() + 2.0
+        for folder in reversed(self.made):
+            while True:
+                try:
+                    os.rmdir(folder)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if time.monotonic() > deadline:
+                        logger.warning("could not remove the control group %s: %s", folder, exc)
+                        break
+                    time.sleep(0.01)
+        self.made.clear()
+
+
+#: The system calls benchmark code never needs, denied (EPERM) to every sample by seccomp: memory
+#: outside the address-space cap (memfd), System V and POSIX message IPC, other processes' memory,
+#: new namespaces and mounts, and kernel interfaces with a record of escapes. ``clone3`` answers
+#: ENOSYS, so that the C library falls back to ``clone``, whose flags a filter can read.
+SECCOMP_DENIED = (
+    "memfd_create",
+    "memfd_secret",
+    "shmget",
+    "shmat",
+    "msgget",
+    "semget",
+    "mq_open",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "userfaultfd",
+    "bpf",
+    "perf_event_open",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "kexec_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+)
+_CLONE_NEW_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x80)
+_CLONE_NEWPID = 0x20000000
+_AF_UNIX = 1
+
+
+def _seccomp_binding() -> Any:
+    """libseccomp's Python binding: its own (``seccomp``, as Debian's python3-seccomp installs it),
+    else ``pyseccomp`` (the same API over ctypes, from PyPI); None when neither is installed."""
+    for name in ("seccomp", "pyseccomp"):
+        try:
+            return __import__(name)
+        except (ImportError, OSError):
+            continue
+    return None
+
+
+@functools.cache
+def seccomp_programs() -> str:
+    """The two seccomp programs, as hex of classic BPF: ``server,strict`` ("" without a binding).
+
+    *strict* denies :data:`SECCOMP_DENIED`, every namespace-creating ``clone``/``unshare``/``setns``
+    and Unix-domain sockets (pathname sockets outside the sandbox are reachable by name; socket
+    pairs stay allowed, asyncio needs them); a sample the worker forks itself loads it. *server*
+    is the same but lets the fork server make a sample's PID namespace (``unshare(CLONE_NEWPID)``,
+    ``setns(fd, CLONE_NEWPID)``); it is loaded once by the fork server and inherited by every sample
+    it forks, which holds no capability that would let it do either.
+    """
+    sc = _seccomp_binding()
+    if sc is None or not sys.platform.startswith("linux"):
+        return ""
+    import errno
+    import tempfile as _tempfile
+
+    programs = []
+    for server in (True, False):
+        try:
+            rules = sc.SyscallFilter(sc.ALLOW)
+            deny = sc.ERRNO(errno.EPERM)
+            for name in SECCOMP_DENIED:
+                try:
+                    rules.add_rule(deny, name)
+                except (ValueError, RuntimeError, OSError):
+                    continue  # unknown to this kernel's or library's table
+            for flag in _CLONE_NEW_FLAGS:
+                rules.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
+            rules.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+            rules.add_rule(deny, "socket", sc.Arg(0, sc.EQ, _AF_UNIX))
+            if server:
+                rules.add_rule(deny, "unshare", sc.Arg(0, sc.NE, _CLONE_NEWPID))
+                rules.add_rule(deny, "setns", sc.Arg(1, sc.NE, _CLONE_NEWPID))
+            else:
+                rules.add_rule(deny, "unshare")
+                rules.add_rule(deny, "setns")
+            with _tempfile.TemporaryFile() as handle:
+                rules.export_bpf(handle)
+                handle.seek(0)
+                programs.append(handle.read().hex())
+        except Exception as exc:  # noqa: BLE001 - any failure of the binding: no seccomp, recorded
+            logger.warning("seccomp filters unavailable (%s): samples run without them", exc)
+            return ""
+    return ",".join(programs)
+
+
+_WORKER_SERIAL = itertools.count()
+
+
 class _Worker:
     """The orchestrator's handle on one worker process and the jobs queued on it."""
 
-    def __init__(self, base: str, index: int, preload: Sequence[str] = (), cpu: int | None = None) -> None:
+    def __init__(
+        self, base: str, index: int, preload: Sequence[str] = (), cpu: int | None = None, memory_mb: int = 0
+    ) -> None:
         self.base = os.path.join(base, f"w{index}")
         self.cpu = cpu
         os.mkdir(self.base, 0o700)
         _cache_worker_bytecode()
+        self.cgroups = _Cgroups(f"idfu-sandbox-{os.getpid()}-{next(_WORKER_SERIAL)}", memory_mb)
+        env = _worker_env(self.base, preload, cpu)
+        if self.cgroups.spec["join"]:
+            env[CGROUP_ENV] = json.dumps(self.cgroups.spec)
+        if "seccomp" not in os.environ.get(SANDBOX_OFF_ENV, "").split(",") and (
+            programs := seccomp_programs()
+        ):
+            env[SECCOMP_ENV] = programs
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -374,7 +625,7 @@ class _Worker:
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=_worker_env(self.base, preload, cpu),
+            env=env,
             cwd=self.base,
             close_fds=True,
             start_new_session=True,
@@ -412,7 +663,7 @@ class _Worker:
             "i": index,
             "program": job.program,
             "test": job.test,
-            "timeout": timeout,
+            "timeout": job.timeout if job.timeout is not None else timeout,
             "memory_mb": memory_mb,
         }
         self.wbuf += json.dumps(message).encode("utf-8") + b"\n"
@@ -468,6 +719,7 @@ class _Worker:
         if self.worker_pidfd >= 0:
             os.close(self.worker_pidfd)
             self.worker_pidfd = -1
+        self.cgroups.remove()
 
     def _kill(self) -> None:
         # Kill the serving process first: it is PID 1 of the worker's namespace, so the kernel takes
@@ -494,51 +746,96 @@ class _Worker:
                 pass
 
 
+def _clean(text: object, limit: int) -> str:
+    """Untrusted text made safe to keep and write: cut to ``limit`` characters, lone surrogates
+    (which no UTF-8 file can hold) replaced by U+FFFD."""
+    text = str(text)[:limit]
+    return (
+        text.encode("utf-8", "surrogatepass").decode("utf-8", "replace") if _SURROGATE.search(text) else text
+    )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` for a log line: control characters (terminal escapes, newlines) written as escapes."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _timeout_message(answer: Mapping[str, Any], timeout: float) -> str:
+    limit = answer.get("limit")
+    cpu = answer.get("cpu")
+    if limit == "cpu":
+        return f"timed out: used {timeout:g} s of CPU time, its budget; the sample's processes were killed"
+    if limit == "compile":
+        return f"timed out while compiling the program (budget {timeout:g} s of CPU time)"
+    if limit == "wall" and cpu is not None:
+        wall = float(answer.get("wall_limit", WALL_FACTOR * timeout))
+        return (
+            f"timed out after {wall:g} s of wall-clock time, {float(cpu):.2f} s of CPU time used (budget "
+            f"{timeout:g} s): it slept or blocked; the sample's processes were killed"
+        )
+    return f"timed out after {timeout:g} s (wall clock); the sample's processes were killed"
+
+
 def _verdict(answer: Mapping[str, Any], timeout: float) -> Verdict:
-    """Turn a worker's answer into a Verdict (the classification happens here, outside the sandbox)."""
+    """Turn a worker's answer into a Verdict (the classification happens here, outside the sandbox).
+
+    Everything a candidate could have put in the answer is bounded (names, MRO, messages) and made
+    writable (lone surrogates replaced).
+    """
     status = answer.get("status")
     duration = float(answer.get("duration", 0.0))
+    cpu = answer.get("cpu")
+    cpu = None if cpu is None else float(cpu)
     phase = Phase(answer["phase"]) if answer.get("phase") in ("definition", "test") else Phase.DEFINITION
+
+    def failed(outcome: Outcome, message: str, exception_type: str | None = None) -> Verdict:
+        return Verdict(False, outcome, phase, exception_type, message, duration, cpu)
+
     if status == "pass":
-        return Verdict(True, Outcome.PASS, None, None, "", duration)
+        return Verdict(True, Outcome.PASS, None, None, "", duration, cpu)
     if status == "exception":
-        mro = [str(name) for name in answer.get("mro", [])]
+        mro = [_clean(name, MAX_NAME_CHARS) for name in list(answer.get("mro", []))[: 2 * MAX_MRO_ENTRIES]]
         name = answer.get("exc_name")
-        return Verdict(False, outcome_for_mro(mro), phase, name, str(answer.get("message", "")), duration)
+        name = None if name is None else _clean(name, MAX_NAME_CHARS)
+        return failed(outcome_for_mro(mro), _clean(answer.get("message", ""), MAX_MESSAGE_CHARS + 4), name)
     if status == "timeout":
-        message = f"timed out after {timeout:g} s (wall clock); the sample's processes were killed"
-        return Verdict(False, Outcome.TIMEOUT, phase, None, message, duration)
+        return failed(Outcome.TIMEOUT, _timeout_message(answer, timeout))
     if status == "died":
         sig = answer.get("signal")
         if sig is not None:
             name = _SIGNAL_NAMES.get(int(sig), f"signal {sig}")
             if sig == signal.SIGXCPU:
-                return Verdict(
-                    False, Outcome.TIMEOUT, phase, None, "killed by SIGXCPU: CPU-time limit", duration
-                )
+                return failed(Outcome.TIMEOUT, "killed by SIGXCPU: CPU-time limit")
             if sig == signal.SIGKILL:
                 message = "killed by SIGKILL from outside the executor: most likely the out-of-memory killer"
-                return Verdict(False, Outcome.MEMORY_ERROR, phase, None, message, duration)
-            message = f"died from {name} without a verdict (a crash in native code?)"
-            return Verdict(False, Outcome.OTHER_ERROR, phase, None, message, duration)
+                return failed(Outcome.MEMORY_ERROR, message)
+            return failed(
+                Outcome.OTHER_ERROR, f"died from {name} without a verdict (a crash in native code?)"
+            )
         code = answer.get("exitcode")
         message = (
             f"exited with status {code} without a verdict (os._exit, an exit forced from an atexit "
             "handler or a thread, or an interpreter crash)"
         )
-        return Verdict(False, Outcome.OTHER_ERROR, phase, None, message, duration)
+        return failed(Outcome.OTHER_ERROR, message)
     if status == "lost":
         message = (
             "the sandbox's fork server died while this sample ran (out of memory?); the worker was replaced"
         )
-        return Verdict(False, Outcome.OTHER_ERROR, phase, None, message, duration)
+        return failed(Outcome.OTHER_ERROR, message)
     if status == "garbled":
-        message = "the verdict message was missing, malformed or not authenticated: not a pass"
-        return Verdict(False, Outcome.OTHER_ERROR, phase, None, message, duration)
+        return failed(
+            Outcome.OTHER_ERROR, "the verdict message was missing, malformed or not authenticated: not a pass"
+        )
     if status == "setup_failed":
-        logger.error("sandbox set-up failed for a sample: %s", answer.get("message"))
-        return Verdict(False, Outcome.OTHER_ERROR, phase, None, f"sandbox {answer.get('message')}", duration)
-    raise RuntimeError(f"unexpected answer from a sandbox worker: {answer!r}")
+        detail = _clean(answer.get("message", ""), MAX_MESSAGE_CHARS)
+        logger.error("sandbox set-up failed for a sample: %s", printable(detail))
+        return failed(Outcome.OTHER_ERROR, f"sandbox {detail}")
+    raise RuntimeError(f"unexpected answer from a sandbox worker: {printable(repr(answer)[:500])}")
 
 
 # What the workers reported, per value of the SANDBOX_OFF_ENV switch (the only thing that changes it).
@@ -558,8 +855,9 @@ def _run(
     progress: bool,
 ) -> tuple[list[Verdict], dict[str, bool] | None]:
     """run_jobs, also returning the protections the workers reported (None when nothing ran)."""
-    if timeout <= 0 or not math.isfinite(timeout):
-        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    for budget in {timeout, *(job.timeout for job in jobs if job.timeout is not None)}:
+        if not isinstance(budget, int | float) or budget <= 0 or not math.isfinite(budget):
+            raise ValueError(f"timeout must be a positive number of seconds, not {budget!r}")
     if memory_mb < 0:
         raise ValueError(f"memory_mb must be >= 0 (0: no cap), not {memory_mb!r}")
     if sys.platform == "win32":
@@ -592,11 +890,21 @@ def _run(
     preload = ("numpy",) if _needs_numpy([jobs[i] for i in pending]) else ()
     cpus = _worker_cpus(wanted)
 
+    def budget_of(index: int) -> float:
+        budget = jobs[index].timeout
+        return timeout if budget is None else budget
+
+    def silence(worker: _Worker) -> float:
+        """How long a worker may be silent about its head job: compiling and running it may each
+        take the wall-clock backstop (a multiple of the budget), and then some grace."""
+        budget = budget_of(worker.inflight[0])
+        return 2 * max(WALL_FACTOR * budget, budget + 1.0) + WORKER_GRACE_S
+
     def spawn() -> None:
         nonlocal spawned
         taken = {w.cpu for w in pool}
         cpu = next((c for c in cpus if c not in taken), None)
-        worker = _Worker(base, spawned, preload, cpu)
+        worker = _Worker(base, spawned, preload, cpu, memory_mb)
         spawned += 1
         pool.append(worker)
         selector.register(worker.out_fd, selectors.EVENT_READ, worker)
@@ -630,7 +938,7 @@ def _run(
                 if not worker.ready:
                     deadlines.append(worker.started + WORKER_START_TIMEOUT_S)
                 elif worker.inflight:
-                    deadlines.append(worker.head_since + timeout + WORKER_GRACE_S)
+                    deadlines.append(worker.head_since + silence(worker))
             wait = max(0.0, min(deadlines) - now) if deadlines else 0.1
             if any(w.wbuf for w in pool):
                 wait = min(wait, 0.005)  # a worker's stdin was full: retry the write soon
@@ -684,16 +992,16 @@ def _run(
                             raise RuntimeError(f"sandbox worker answered job {index} out of order")
                         worker.inflight.popleft()
                         worker.head_since = time.monotonic()
-                        results[index] = _verdict(answer, timeout)
+                        results[index] = _verdict(answer, budget_of(index))
                         bar.update(1)
             # Watchdog: a worker that is silent for too long is killed, its head sample a TIMEOUT.
             now = time.monotonic()
             for worker in list(pool):
                 if not worker.ready and now > worker.started + WORKER_START_TIMEOUT_S:
                     raise RuntimeError(f"a sandbox worker did not start within {WORKER_START_TIMEOUT_S:g} s")
-                if worker.ready and worker.inflight and now > worker.head_since + timeout + WORKER_GRACE_S:
+                if worker.ready and worker.inflight and now > worker.head_since + silence(worker):
                     logger.warning("a sandbox worker stopped answering; killing it")
-                    message = f"the sandbox worker did not answer within {timeout + WORKER_GRACE_S:g} s and was killed"
+                    message = f"the sandbox worker did not answer within {silence(worker):g} s and was killed"
                     retire(
                         worker,
                         kill=True,
@@ -706,11 +1014,30 @@ def _run(
             worker.close(kill=bool(worker.inflight))
         selector.close()
         bar.close()
-        shutil.rmtree(base, ignore_errors=True)
+        _remove_tree(base)
     if protections is not None:
         _reported_protections[_protections_key()] = protections
     assert all(r is not None for r in results)
     return [r for r in results if r is not None], protections
+
+
+def _remove_tree(path: str) -> None:
+    """Remove a folder and everything in it at any depth (a sample can leave a 3,000-deep tree,
+    too deep for ``shutil.rmtree``'s recursion here), never following a symlink."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        logger.warning("could not remove the sandbox's folder %s: %s", path, exc)
+        return
+    try:
+        purge(fd)
+        os.rmdir(path)
+    except OSError as exc:
+        logger.warning("could not remove the sandbox's folder %s: %s", path, exc)
+    finally:
+        os.close(fd)
 
 
 def _dispatch(
