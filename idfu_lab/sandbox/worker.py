@@ -16,20 +16,28 @@ costs is the page tables it copies, the copy-on-write faults that follow (in the
 parent: every page of the parent is write-protected too) and the teardown at the child's exit; so
 the process that forks is kept small and idle between forks:
 
-* W' compiles each sample's program and test (the test once per task) before the sample starts:
-  a compiler run inside the fresh child would copy hundreds of pages.
+* The sample's program is compiled before the sample starts, by K, a copy of W' that does only
+  that, under the sample's memory cap and CPU budget (see ``Worker.open_compiler``); the test
+  (trusted text) is compiled by W' once per task. A compiler run inside the fresh child would copy
+  hundreds of pages.
 * W' does not fork the samples itself: Z, a copy of W' taken once everything is prepared, does
-  nothing else (see ``Worker.open_fork_server``). W' reads the next job, compiles it, watches the
-  deadline and answers while Z's pages stay untouched (~300 faults a sample fewer).
-* W' reads the next job and compiles it while the current sample runs, then starts it as soon as
-  the current one has finished, before it answers for that one.
+  nothing else (see ``Worker.open_fork_server``). W' reads the next job, watches the budget and
+  answers while Z's pages stay untouched (~300 faults a sample fewer).
+* W' reads the next job and sends it to K while the current sample runs, then starts it as soon
+  as the current one has finished, before it answers for that one.
 
 Process tree (Linux with namespaces available)::
 
-    orchestrator ── W (bootstrap: enters a user + network + PID namespace, then only waits)
-                     └── W' (PID 1 of namespace P0: reads jobs, compiles, enforces deadlines, answers)
-                          └── Z (the fork server: forks one sample per request, reaps it)
-                               └── C (PID 1 of a fresh namespace P_i, one per sample: runs the candidate)
+    orchestrator ── W (bootstrap: joins the worker's control groups; enters a user namespace mapped
+                     │   to nobody, a mount namespace with private tmpfs folders, network, IPC and
+                     │   PID namespaces; then only waits)
+                     └── W' (PID 1 of namespace P0, with its own /proc: reads jobs, enforces budgets,
+                          │  answers)
+                          ├── K (the compiler: compiles each candidate's program under its limits)
+                          └── Z (the fork server, in the sample control group, under seccomp: forks
+                               │  one sample per request, reaps it, forwards its report)
+                               └── C (PID 1 of a fresh namespace P_i, one per sample: drops its
+                                    │  capabilities, runs the candidate in a fresh folder)
                                     └── anything the candidate forks (dies with C: the kernel kills
                                         a PID namespace's every process when its PID 1 exits)
 
@@ -37,11 +45,13 @@ Without PID namespaces (or with ``IDFU_LAB_SANDBOX_OFF=forkserver``) there is no
 
 Protocol: W' reads one JSON job per line on stdin and answers one JSON line on stdout. Its first
 lines are ``{"worker_pid": ...}`` (sent by W) and ``{"ready": true, "protections": {...}}``. W' sends
-Z the sample (marshalled program, test, code objects, nonce and limits); Z answers ``P <pid>`` when
-it has forked it and ``S <wait status>`` when it has reaped it. The child reports over a pipe: ``T``
-when the test phase starts, then one verdict line ``V <nonce> P`` (check returned) or
-``V <nonce> F <json>`` (an exception). Only W' ever sees those lines; the orchestrator classifies
-W''s JSON answer. See :mod:`idfu_lab.sandbox.executor` for the threat model.
+K the program and gets back its code object (or None: the sample then compiles it itself) and the
+CPU time it took; W' sends Z the sample (marshalled program, test, code objects, nonce and limits);
+Z answers ``P <pid>`` when it has forked it and ``S <wait status>`` plus ``R <report>`` when it has
+reaped it. The child reports over its own pipe: ``T`` when the test phase starts, then one verdict
+line ``V <nonce> P`` (check returned) or ``V <nonce> F <json>`` (an exception), or ``E <nonce>
+<message>`` when its set-up failed. Only W' judges those lines; the orchestrator classifies W''s JSON
+answer. See :mod:`idfu_lab.sandbox.executor` for the threat model.
 """
 
 from __future__ import annotations
