@@ -240,6 +240,10 @@ WORKER_START_TIMEOUT_S = 60.0
 PIPELINE_DEPTH = 2
 #: Consecutive worker start-up failures after which the run is abandoned (a broken installation).
 MAX_START_FAILURES = 3
+#: A worker whose sample has run this long (wall clock) gets a spare on its CPU, up to
+#: ``SPARE_FACTOR`` times the workers asked for (see :func:`run_jobs`).
+SPARE_AFTER_S = 0.25
+SPARE_FACTOR = 2
 
 _WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 #: How a worker starts: ``python -S -P -c _WORKER_LOADER SCRIPT BASE PARENT``. The worker file is
@@ -705,6 +709,7 @@ class _Worker:
         self.worker_pid: int | None = None
         self.worker_pidfd = -1  # a handle on the serving process that cannot be confused by pid reuse
         self.protections: dict[str, bool] | None = None
+        self.spare: _Worker | None = None  # the spare started while this one's sample was long
         self.closed = False
 
     def set_worker_pid(self, pid: int) -> None:
@@ -949,6 +954,9 @@ def _run(
     protections: dict[str, bool] | None = None
     preload = ("numpy",) if _needs_numpy([jobs[i] for i in pending]) else ()
     cpus = _worker_cpus(wanted)
+    # Spares need CPU-time budgets (with wall-clock ones, sharing a CPU would change verdicts);
+    # known once a worker has reported its protections.
+    spares = workers is None and "spares" not in os.environ.get(SANDBOX_OFF_ENV, "").split(",")
 
     def budget_of(index: int) -> float:
         budget = jobs[index].timeout
@@ -960,15 +968,17 @@ def _run(
         budget = budget_of(worker.inflight[0])
         return 2 * max(WALL_FACTOR * budget, budget + 1.0) + WORKER_GRACE_S
 
-    def spawn() -> None:
+    def spawn(cpu: int | None = None) -> _Worker:
         nonlocal spawned
-        taken = {w.cpu for w in pool}
-        cpu = next((c for c in cpus if c not in taken), None)
+        if cpu is None:
+            taken = collections.Counter(w.cpu for w in pool)
+            cpu = min(cpus, key=lambda c: taken[c]) if cpus else None
         worker = _Worker(base, spawned, preload, cpu, memory_mb)
         spawned += 1
         pool.append(worker)
         selector.register(worker.out_fd, selectors.EVENT_READ, worker)
         logger.debug("started sandbox worker %d (pid %d)", spawned - 1, worker.proc.pid)
+        return worker
 
     def retire(worker: _Worker, *, kill: bool, blame: Verdict | None) -> None:
         """Remove a worker; its head job gets ``blame`` (or is re-queued), the rest are re-queued."""
@@ -989,6 +999,26 @@ def _run(
             # Keep enough workers alive for the work left (a retired or killed one is replaced).
             while len(pool) < min(wanted, len(pending) + sum(len(w.inflight) for w in pool)):
                 spawn()
+            # A sample that has run for a while may be sleeping or blocked, holding its worker but
+            # not its CPU: a spare worker on the same CPU takes the queue's next jobs meanwhile
+            # (CPU-time budgets keep the two from changing each other's verdicts).
+            if (
+                pending
+                and spares
+                and protections
+                and protections.get("cpu_time_budget")
+                and len(pool) < SPARE_FACTOR * wanted
+            ):
+                now = time.monotonic()
+                for worker in list(pool):
+                    if (
+                        worker.ready
+                        and worker.inflight
+                        and not worker.spare
+                        and now - worker.head_since > SPARE_AFTER_S
+                        and len(pool) < SPARE_FACTOR * wanted
+                    ):
+                        worker.spare = spawn(worker.cpu)
             _dispatch(pool, pending, jobs, timeout, memory_mb)
             for worker in pool:
                 worker.flush()
@@ -999,6 +1029,8 @@ def _run(
                     deadlines.append(worker.started + WORKER_START_TIMEOUT_S)
                 elif worker.inflight:
                     deadlines.append(worker.head_since + silence(worker))
+                    if spares and pending and not worker.spare and len(pool) < SPARE_FACTOR * wanted:
+                        deadlines.append(max(now, worker.head_since + SPARE_AFTER_S))
             wait = max(0.0, min(deadlines) - now) if deadlines else 0.1
             if any(w.wbuf for w in pool):
                 wait = min(wait, 0.005)  # a worker's stdin was full: retry the write soon
@@ -1120,9 +1152,15 @@ def run_jobs(
 ) -> list[Verdict]:
     """Judge every job in a sandbox; verdicts in input order.
 
-    ``workers`` defaults to the number of CPUs this process may use. ``timeout`` is per sample,
-    wall clock, both phases; ``memory_mb`` caps each sample's address space (0: no cap). A blank
-    candidate is NO_CODE and is not run. When this returns, every process it started has exited.
+    ``workers`` defaults to the number of CPUs this process may use; then, where budgets are CPU
+    time, a worker whose sample has run for ``SPARE_AFTER_S`` gets a spare worker on its CPU (up to
+    twice as many workers as CPUs), so that a sample that sleeps or blocks does not hold a CPU's
+    worth of capacity. A given ``workers`` is exactly that many. ``timeout`` is per sample (a job's
+    own ``Job.timeout`` wins): CPU time of its process tree with a wall-clock backstop, or wall
+    clock where CPU time cannot be measured (see the module docstring); ``memory_mb`` caps each
+    sample's address space (0: no cap) and, with the worker's margin, its memory control group.
+    A blank candidate is NO_CODE and is not run. When this returns, every process it started has
+    exited.
     """
     verdicts, _ = _run(jobs, workers=workers, timeout=timeout, memory_mb=memory_mb, progress=progress)
     return verdicts
