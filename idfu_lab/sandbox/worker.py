@@ -193,8 +193,7 @@ TEST_CACHE_CHARS = 8_000_000
 FORK_SERVER_REPLY_S = 10.0
 #: How long a fork that fails for want of processes or memory is retried.
 FORK_RETRY_S = 2.0
-#: Every message from the fork server: a tag byte, a native int and a double (CPU seconds of a
-#: reaped sample, from ``wait4``).
+#: The fork server's ``P`` message: a tag byte, a native int (the pid) and a double (unused).
 SERVER_MESSAGE_SIZE = 13
 #: A sample may take this many times its CPU-time budget in wall-clock time (it sleeps, waits or
 #: blocks) before it is stopped; see the executor's docstring.
@@ -791,7 +790,7 @@ def _run_candidate(
 
 # Private references to what the guard disables; the worker itself still needs them.
 _fork, _kill, _killpg, _unlink, _rmdir, _chmod = os.fork, os.kill, os.killpg, os.unlink, os.rmdir, os.chmod
-_chown, _chdir = os.chown, os.chdir
+_chown, _chdir, _listdir = os.chown, os.chdir, os.listdir
 
 
 def _children_of(pid: int) -> list[int]:
@@ -849,6 +848,24 @@ def _read_exact(fd: int, size: int) -> bytes | None:
         parts.append(chunk)
         got += len(chunk)
     return b"".join(parts)
+
+
+def _read_message(fd: int) -> bytes | None:
+    """One length-prefixed message (``=Q`` length, then the bytes), read at once where it fits."""
+    chunk = os.read(fd, 1 << 16)
+    if len(chunk) < 8:
+        rest = _read_exact(fd, 8 - len(chunk)) if chunk else None
+        if rest is None:
+            return None
+        chunk += rest
+    size = struct.unpack("=Q", chunk[:8])[0]
+    body = chunk[8:]
+    if len(body) < size:
+        rest = _read_exact(fd, size - len(body))
+        if rest is None:
+            return None
+        body += rest
+    return body
 
 
 def _drain(fd: int, keep: int) -> bytes:
@@ -927,6 +944,16 @@ def _clear_files(fd: int, keep: frozenset[str]) -> list[str]:
         else:
             _unlink(name, dir_fd=fd)
     return folders
+
+
+def _rmdir_if_empty(name: str, dir_fd: int) -> bool:
+    try:
+        _rmdir(name, dir_fd=dir_fd)
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.EACCES, errno.EPERM):
+            return False
+        raise
 
 
 def purge(dir_fd: int, keep: frozenset[str] = frozenset()) -> None:
@@ -1258,6 +1285,7 @@ class Worker:
         except OSError:
             pass
         memory = None
+        cpu_soft, cpu_hard = None, resource.getrlimit(resource.RLIMIT_CPU)[1]
         while True:
             header = _read_exact(requests, 8)
             if header is None:
@@ -1271,12 +1299,11 @@ class Worker:
                 cap = resource.RLIM_INFINITY if memory_mb <= 0 else memory_mb << 20
                 resource.setrlimit(resource.RLIMIT_AS, (min(cap, self.as_hard), self.as_hard))
             usage = resource.getrusage(resource.RUSAGE_SELF)
-            used = usage.ru_utime + usage.ru_stime
-            soft = math.ceil(used + budget) + 1
-            hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
-            resource.setrlimit(
-                resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard)
-            )
+            soft = math.ceil(usage.ru_utime + usage.ru_stime + budget) + 1
+            if soft != cpu_soft:  # whole seconds: it changes seldom
+                cpu_soft = soft
+                limit = soft if cpu_hard == resource.RLIM_INFINITY else min(soft, cpu_hard)
+                resource.setrlimit(resource.RLIMIT_CPU, (limit, cpu_hard))
             started = time.process_time()
             code = self._compile(source, "<candidate>")
             cost = time.process_time() - started
@@ -1318,9 +1345,7 @@ class Worker:
         started = time.monotonic()
         answer = None
         if select.select([self.compiler_replies], [], [], wait)[0]:
-            header = _read_exact(self.compiler_replies, 8)
-            if header is not None:
-                answer = _read_exact(self.compiler_replies, struct.unpack("=Q", header)[0])
+            answer = _read_message(self.compiler_replies)
         if answer is not None:
             cost, code = marshal.loads(answer)
             return cost, code, None
@@ -1555,8 +1580,8 @@ class Worker:
         ``pid`` gives the sample's pid when that is needed (-1: unknown).
         """
         measured = self.cpu_fd >= 0
+        used = compile_cpu  # nothing else yet: the sample has just started
         while True:
-            used = self._cpu_now() - cpu0 + compile_cpu if measured else 0.0
             if measured and used >= budget:
                 return "cpu"
             left = wall - (time.monotonic() - start)
@@ -1567,6 +1592,8 @@ class Worker:
             wait = min(left, max(budget - used, MIN_POLL_S)) if measured else left
             if select.select([fd], [], [], wait)[0]:
                 return None
+            if measured:
+                used = self._cpu_now() - cpu0 + compile_cpu
 
     def _finish_served(
         self, nonce: bytes, start: float, budget: float, wall: float, cpu0: float, compile_cpu: float
@@ -1594,12 +1621,14 @@ class Worker:
             pid = served_pid()
             if pid > 0:  # never kill(-1): that would reach every process in this namespace
                 self._kill(pid, True)
-        status, reaped_cpu = self._server_message(replies, b"S", FORK_SERVER_REPLY_S)
+        if not select.select([replies], [], [], FORK_SERVER_REPLY_S)[0]:
+            raise _ServerLost(f"did not answer within {FORK_SERVER_REPLY_S:g} s")
         elapsed = time.monotonic() - start
-        size, _ = self._server_message(replies, b"R", FORK_SERVER_REPLY_S)
-        data = _read_exact(replies, size) if size > 0 else b""
-        if data is None:
+        message = _read_message(replies)
+        if message is None or len(message) < 12:
             raise _ServerLost("exited")
+        status, reaped_cpu = struct.unpack("=id", message[:12])
+        data = message[12:]
         pid = served_pid()  # the server wrote it before it waited for the sample: it is there
         if pid <= 0:
             return None
@@ -1684,13 +1713,14 @@ class Worker:
         if self.seccomp_server is not None:
             seccomp_load(self.seccomp_server)
         requests, pids, replies, p0 = self.server_requests, self.server_pids, self.server_replies, self.p0_fd
-        unpack, pack, waitpid, wait4, pipe, close = (
+        unpack, pack, waitpid, wait4, pipe, close, read = (
             struct.unpack,
             struct.pack,
             os.waitpid,
             os.wait4,
             os.pipe,
             os.close,
+            os.read,
         )
         modules, measured = sys.modules, self.cpu_fd >= 0
         chdir, sample_dir = _chdir, self.sample_dir
@@ -1727,10 +1757,10 @@ class Worker:
                 _, status, usage = wait4(pid, 0)
                 modules["resource"] = None
                 cpu = usage.ru_utime + usage.ru_stime
-            os.set_blocking(rfd, False)
-            report = _drain(rfd, MAX_REPORT_BYTES + 1)
+            # Every process that could write to the pipe is gone: reading ends at its end of file.
+            report = read(rfd, MAX_REPORT_BYTES + 1)
             close(rfd)
-            os.write(replies, b"S" + pack("=id", status, cpu) + b"R" + pack("=id", len(report), 0.0) + report)
+            _write_all(replies, pack("=Qid", len(report) + 12, status, cpu) + report)
 
     def _enter_sample_group(self) -> None:
         """Join the sample control group; in the worker's memory group, be what the OOM killer takes
@@ -1749,8 +1779,11 @@ class Worker:
             stat = os.stat(self.scratch)
             if (stat.st_dev, stat.st_ino) != self.scratch_id:
                 raise OSError("the scratch folder was replaced")
-            purge(self.scratch_fd)
+            # Most samples leave an empty folder: removing it is then all it takes (one listing of
+            # the scratch folder, one rmdir); anything else is purged, at any depth.
             _chmod(self.scratch_fd, 0o755)  # the sample may own it (its namespace's root does)
+            if _listdir(self.scratch_fd) != [SAMPLE_DIR] or not _rmdir_if_empty(SAMPLE_DIR, self.scratch_fd):
+                purge(self.scratch_fd)
             if self.tmp_fd >= 0:
                 _chmod(self.tmp_fd, 0o755)
             for fd, keep in self.other_dirs:
