@@ -359,7 +359,7 @@ CHILD_HOGS = (
     "    time.sleep(30)\n    return 0\n"
 )
 FORK_BOMB = (
-    "    import posix, time\n    end = time.monotonic() + 2\n    while time.monotonic() < end:\n"
+    "    import posix, time\n    end = time.monotonic() + 1\n    while time.monotonic() < end:\n"
     "        try:\n            if posix.fork() == 0:\n                time.sleep(30)\n"
     "        except OSError:\n            pass\n    time.sleep(30)\n    return 0\n"
 )
@@ -389,7 +389,7 @@ def test_forked_children_share_one_memory_bound(problems: dict[str, Problem], sa
     if not protections()["cgroup_memory"]:
         pytest.skip("no memory control group can be made here")
     with _Watch() as watch:
-        verdicts = _run(problems, [CHILD_HOGS, CORRECT], timeout=2.0, memory_mb=300)
+        verdicts = _run(problems, [CHILD_HOGS, CORRECT], timeout=1.0, memory_mb=300)
     # 8 children x 200 MB under a 300 MB cap: bounded as one sample, not 1.6 GB
     assert watch.peak_rss < (300 + execution.CGROUP_MARGIN_MB + 150) * MB
     assert not verdicts[0].passed
@@ -420,10 +420,8 @@ def test_the_working_directory_has_a_quota(problems: dict[str, Problem], sandbox
     "off, flags",
     [
         ("cgroup", ("cgroup_memory", "cgroup_pids", "cpu_time_budget")),
-        ("seccomp", ("seccomp",)),
         ("mountns", ("mount_namespace", "private_tmp", "tmpfs_workdir")),
         ("ipcns", ("ipc_namespace",)),
-        ("userns", ("user_namespace",)),
         ("userns,netns,pidns,landlock,ipcns,mountns,cgroup,seccomp,identity", ("pid_namespace", "seccomp")),
     ],
 )
@@ -468,7 +466,9 @@ def test_a_compile_bomb_costs_only_its_own_row(problems: dict[str, Problem], san
     start = time.monotonic()
     verdicts = _run(problems, completions, timeout=TIMEOUT, memory_mb=512)
     elapsed = time.monotonic() - start
-    assert [v.outcome for v in verdicts[:1] + verdicts[2:]] == [Outcome.PASS] * 3, [(v.outcome.value, v.duration_s, v.cpu_s) for v in verdicts]
+    assert [v.outcome for v in verdicts[:1] + verdicts[2:]] == [Outcome.PASS] * 3, [
+        (v.outcome.value, v.duration_s, v.cpu_s) for v in verdicts
+    ]
     assert verdicts[1].outcome in (Outcome.TIMEOUT, Outcome.MEMORY_ERROR)
     assert elapsed < 30  # the bomb was stopped at its budget, not after its ~16 s of compiling
 
@@ -567,17 +567,15 @@ def _deep_tree(depth: int) -> str:
     )
 
 
-# Deeper than Python's recursion limit (1,000), where a recursive clean-up fails. On the private
-# tmpfs, 3,000 levels; on the host's file system here (ext4 on a slow disk: ~4 ms per level to make
-# and remove) 1,200, which proves the same.
-@pytest.mark.parametrize(
-    "off, depth", [("landlock", 3000), ("landlock,mountns", 1200)], ids=["private-tmpfs", "host-folder"]
-)
-def test_a_deep_tree_is_cleaned_up(
-    problems: dict[str, Problem], sandbox_tmp: Path, monkeypatch: pytest.MonkeyPatch, off: str, depth: int
+def test_a_3000_deep_tree_is_cleaned_up(
+    problems: dict[str, Problem], sandbox_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Far deeper than Python's recursion limit (1,000), where a recursive clean-up fails. In the
+    worker's private tmpfs; the same iterative removal serves the host-folder fallback and the
+    orchestrator's clean-up (next test, on the host's file system)."""
     # Landlock off: its checks walk up the tree, which makes building 3,000 levels take seconds
-    monkeypatch.setenv(execution.SANDBOX_OFF_ENV, off)
+    monkeypatch.setenv(execution.SANDBOX_OFF_ENV, "landlock")
+    depth = 3000
     tidy = "    import os\n    assert os.listdir('.') == []\n" + CORRECT
     verdicts = _run(problems, [_deep_tree(depth), tidy, _deep_tree(depth)], timeout=20.0)
     assert [v.outcome for v in verdicts] == [Outcome.PASS] * 3
@@ -585,10 +583,12 @@ def test_a_deep_tree_is_cleaned_up(
 
 
 def test_the_orchestrator_removes_a_deep_tree_without_recursion(tmp_path: Path) -> None:
+    """1,100 levels (past the recursion limit) on the host's file system; ext4 on this machine's
+    slow disk takes ~4 ms per level to make and remove, so not 3,000 here."""
     top = tmp_path / "tree"
     top.mkdir()
     fd = os.open(top, os.O_RDONLY)
-    for _ in range(1200):
+    for _ in range(1100):
         os.mkdir("d", dir_fd=fd)
         child = os.open("d", os.O_RDONLY, dir_fd=fd)
         os.close(fd)

