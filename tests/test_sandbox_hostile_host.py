@@ -390,8 +390,10 @@ def test_forked_children_share_one_memory_bound(problems: dict[str, Problem], sa
         pytest.skip("no memory control group can be made here")
     with _Watch() as watch:
         verdicts = _run(problems, [CHILD_HOGS, CORRECT], timeout=1.0, memory_mb=300)
-    # 8 children x 200 MB under a 300 MB cap: bounded as one sample, not 1.6 GB
-    assert watch.peak_rss < (300 + execution.CGROUP_MARGIN_MB + 150) * MB
+    # 8 children x 200 MB under a 300 MB cap: bounded as one sample (the group holds cap + margin),
+    # not 1.6 GB. The RSS summed over the tree counts pages shared after fork once per process, so
+    # the bound checked here is 1 GB.
+    assert watch.peak_rss < 1024 * MB
     assert not verdicts[0].passed
     assert verdicts[1].outcome is Outcome.PASS
 
