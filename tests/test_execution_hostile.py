@@ -197,9 +197,11 @@ def test_signals_sleep_memory_and_threads_are_bounded(
     assert got == {k: v for k, v in EXPECTED_RESOURCES.items() if k != spam}
     assert [v.outcome for v in correct] == [Outcome.PASS] * 3
     timeouts = [v for v in hostile if v.outcome is Outcome.TIMEOUT]
-    # bounded: killed at the deadline (with slack for a loaded 2-core machine), never left to run on
-    assert all(TIMEOUT <= v.duration_s < TIMEOUT + 2.0 for v in timeouts)
-    assert elapsed < 20 * TIMEOUT  # three timeouts over two workers, plus start-up
+    # bounded: a busy loop at its CPU budget, a sleeper at the wall-clock backstop (a multiple of the
+    # budget where CPU time is the budget), with slack for a loaded 2-core machine; never left to run on
+    backstop = execution.WALL_FACTOR * TIMEOUT if protections()["cpu_time_budget"] else TIMEOUT
+    assert all(TIMEOUT <= v.duration_s < backstop + 2.0 for v in timeouts)
+    assert elapsed < 20 * backstop  # three timeouts over two workers, plus start-up
     _assert_nothing_left(sandbox_tmp)
 
 
@@ -289,7 +291,8 @@ def test_writes_outside_the_sandbox_are_blocked(
     hostile, correct = _run(problems, attempts)
     assert all(not v.passed for v in hostile[:-1])
     assert hostile[-1].outcome is Outcome.PASS
-    assert [v.exception_type for v in hostile[:2]] == ["PermissionError"] * 2
+    # denied by Landlock, or not even visible: the test's folder is in /tmp, private to the sandbox
+    assert {v.exception_type for v in hostile[:2]} <= {"PermissionError", "FileNotFoundError"}
     assert [v.outcome for v in correct] == [Outcome.PASS] * 3
     assert sorted(p.name for p in canary.iterdir()) == ["keep.txt"]
     assert (canary / "keep.txt").read_text() == "precious"
@@ -390,7 +393,11 @@ def test_a_dead_fork_server_costs_at_most_its_sample_and_the_worker_is_replaced(
     time.sleep(0.3)
     (bootstrap,) = psutil.Process().children(recursive=False)
     (worker,) = bootstrap.children()
-    (server,) = worker.children()  # the samples are the server's children, not the worker's
+    # the samples are the server's children; the worker's other child, the compiler, has none
+    end = time.monotonic() + 10
+    while not (servers := [c for c in worker.children() if c.children()]) and time.monotonic() < end:
+        time.sleep(0.01)
+    (server,) = servers
     server.send_signal(signal.SIGKILL)
     thread.join(60)
     assert not thread.is_alive()
@@ -421,9 +428,10 @@ def test_what_a_sample_leaves_never_reaches_the_next_one(
 def test_a_sample_that_forbids_pid_namespaces_costs_no_verdict(
     problems: dict[str, Problem], sandbox_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without Landlock, a sample can set its user namespace's limit of PID namespaces to 0: the fork
-    server then cannot isolate the next sample. The worker runs that one itself and retires, and a
-    fresh worker (a fresh user namespace) takes the rest; every verdict stays right."""
+    """Without Landlock, a sample that kept its capabilities could set its user namespace's limit of
+    PID namespaces to 0: the fork server then could not isolate the next sample (the worker would
+    run that one itself and retire). Samples hold no capability: the write fails, and every
+    other verdict stays right."""
     monkeypatch.setenv(execution.SANDBOX_OFF_ENV, "landlock")
     active = protections()
     if not (active["user_namespace"] and active["pid_namespace"]):
@@ -435,8 +443,11 @@ def test_a_sample_that_forbids_pid_namespaces_costs_no_verdict(
     )
     completions = [limit, "    return len(string)\n", "    return 0\n", RESOURCES["sleeps forever on load"]]
     verdicts = run_jobs([job_for(strlen, completion=c) for c in completions * 2], workers=1, timeout=TIMEOUT)
-    expected = [Outcome.PASS, Outcome.PASS, Outcome.ASSERTION_FAIL, Outcome.TIMEOUT] * 2
+    first = Outcome.OTHER_ERROR if active["capabilities_dropped"] else Outcome.PASS
+    expected = [first, Outcome.PASS, Outcome.ASSERTION_FAIL, Outcome.TIMEOUT] * 2
     assert [v.outcome for v in verdicts] == expected
+    if active["capabilities_dropped"]:
+        assert verdicts[0].exception_type == "PermissionError"
     _assert_nothing_left(sandbox_tmp)
 
 

