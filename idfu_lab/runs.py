@@ -79,8 +79,12 @@ TRACKED_PACKAGES = (
 DEFAULT_RUNS_ROOT = "runs"
 
 
-def _now() -> str:
+def timestamp() -> str:
+    """Now, as every manifest and summary writes it: ISO 8601, UTC, to the second."""
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+_now = timestamp
 
 
 def seed_everything(seed: int) -> None:
@@ -280,6 +284,10 @@ class RunLayout:
     @property
     def summary_json(self) -> Path:
         return self.summary_dir / "summary.json"
+
+    def summary_figure(self, name: str, suffix: str) -> Path:
+        """A figure of the summary over seeds, as a file to reuse (``summary/<name>.png`` or ``.svg``)."""
+        return self.summary_dir / f"{name}.{suffix}"
 
     @property
     def notebooks_dir(self) -> Path:

@@ -2,8 +2,8 @@
 
 The slow tests build the book from the tiny demo run (the ``demo_run`` fixture: the whole pipeline on
 two seeds; or the run named by ``$IDFU_LAB_TEST_RUN``) in a copy of the book's sources, with ``-W -n``,
-and read the HTML it produced; where Chromium is installed they also open every page in headless
-Chromium (``idfu_lab.report.bookcheck``).
+and read the HTML it produced; where chromium and chromedriver are installed they also open every
+page in headless Chromium (``tools/book_check.py``).
 """
 
 from __future__ import annotations
@@ -393,9 +393,17 @@ def test_book_builds_without_warnings_and_shows_the_run(built: tuple[Path, book.
     assert "book/intro.html" in (html / "index.html").read_text()
 
     intro = (html / "book" / "intro.html").read_text()
-    if contents.config.profile == "tiny":
-        assert "Produced by a tiny model on a CPU" in intro
+    if book.is_toy(contents.config):
+        assert "Produced by a toy model on a CPU" in intro
         assert "exercise the machinery only" in intro
+        for rel in contents.notebooks:  # every results page carries the toy note
+            page = (html / book.RESULTS_DIR / rel.replace(".ipynb", ".html")).read_text()
+            assert "idfu-toy-note" in page, rel
+    # the book says which run it is, beside the HTML (book-check compares it with the run it is given)
+    assert json.loads((html / book.STAMP_NAME).read_text()) == book.run_identity(contents)
+    # the sidebar follows the run's seed order, not the file names' string order
+    sidebar = re.findall(r"results/seed-(\d+)/02_training\.html", (html / "book" / "intro.html").read_text())
+    assert [int(s) for s in dict.fromkeys(sidebar)] == contents.seeds
 
     method = (html / "book" / "method.html").read_text()
     img = re.search(r'<img alt="(Flow chart[^"]*)" src="([^"]+)"', method)
@@ -430,10 +438,10 @@ def test_book_builds_without_warnings_and_shows_the_run(built: tuple[Path, book.
 
 @pytest.mark.slow
 def test_built_book_renders_in_chromium(built: tuple[Path, book.BuildResult, Path], tmp_path: Path) -> None:
-    from idfu_lab.report import bookcheck
+    from test_bookcheck import bookcheck
 
-    if bookcheck.find_chromium() is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium); the browser check is skipped")
+    if bookcheck.find_chromium() is None or bookcheck.find_chromedriver() is None:
+        pytest.skip("chromium or chromedriver is not installed (make book-check installs them)")
     root, _result, run_dir = built
     report = bookcheck.check_book(run_dir, root=root, shots=tmp_path / "shots")
     assert report.ok, "\n".join(report.problems())
@@ -446,6 +454,24 @@ def test_built_book_renders_in_chromium(built: tuple[Path, book.BuildResult, Pat
     method = next(p for p in report.pages if p.docname == "book/method")
     assert method.content_images >= 1 and not method.images_without_alt
     assert json.loads((tmp_path / "shots" / "report.json").read_text())["ok"] is True
+
+
+@pytest.mark.slow
+def test_book_check_refuses_a_book_of_another_run(
+    built: tuple[Path, book.BuildResult, Path], tmp_path: Path
+) -> None:
+    """A book built from one run must not pass as another run's book, nor write into its folder."""
+    from test_bookcheck import bookcheck
+
+    root, _result, run_dir = built
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other, ignore=shutil.ignore_patterns("book-check"))
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["started"] = "2000-01-01T00:00:00+00:00"  # another run of the same recipe
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(bookcheck.BookCheckError, match=r"built from another run \(started"):
+        bookcheck.check_book(other, root=root)
+    assert not (other / "book-check").exists()
 
 
 def test_first_page_note_follows_the_profile(tmp_path: Path) -> None:

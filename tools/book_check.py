@@ -395,7 +395,7 @@ if (!h1) { out.note = 'no title'; } else {
 const links = Array.from(document.querySelectorAll('.bd-sidebar-primary a, nav.bd-links a'));
 const seeds = [];
 for (const a of links) {
-  const m = (a.getAttribute('href') || '').match(/seed-(-?\d+)\//);
+  const m = (a.href || '').match(/seed-(-?\d+)\//);
   if (m && !seeds.includes(Number(m[1]))) seeds.push(Number(m[1]));
 }
 out.seeds = seeds;

@@ -30,7 +30,7 @@ import pandas as pd
 
 from idfu_lab.analysis import stats
 from idfu_lab.errors import IdfuError
-from idfu_lab.runs import Run
+from idfu_lab.runs import Run, timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -385,7 +385,11 @@ def write_summary(run: Run, summary: Summary) -> dict[str, str]:
         "counts.csv",
     )
     files = {name: folder / name for name in names}
-    files["summary.json"].write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    record = summary.to_dict()
+    # The same provenance conventions as the manifests: an ISO 8601 time, paths relative to the run.
+    record["written"] = timestamp()
+    record["files"] = {name: run.layout.relative(path) for name, path in files.items()}
+    files["summary.json"].write_text(json.dumps(record, indent=2) + "\n")
     summary.headline.to_csv(files["headline.csv"], index_label="approach")
     summary.headline_numbers.to_csv(files["headline_numbers.csv"], index=False)
     summary.per_seed.to_csv(files["per_seed.csv"], index=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -69,7 +70,7 @@ def table(
     """A frame as a page shows it (a pandas ``Styler``, rendered as HTML by the notebook).
 
     - ``index``: keep the index as the first column (under its name, in the one header row). The
-      default keeps a meaningful index (named, or not a plain 0..n-1 range) and drops a ``RangeIndex``.
+      default keeps a meaningful index (named, or labels such as outcome names) and drops row numbers.
     - ``integers``: columns shown without decimals; by default every numeric column whose values are
       all whole numbers (counts that became floats through a mean or a join).
     - ``na``: what a missing value shows, for every column or per column (``{"tuned_std": ONE_SEED}``).
@@ -115,3 +116,17 @@ def series_table(values: Mapping[str, Any], *, name: str = "value", na: str = UN
 
     frame = pd.DataFrame({"": list(values), name: [cell(v) for v in values.values()]})
     return frame.style.hide(axis="index").set_table_attributes('class="dataframe idfu-table"')
+
+
+def shown_path(path: str | Path, *roots: str | Path) -> str:
+    """A path as a page shows it: relative to the first of ``roots`` (default: the repository) that
+    holds it, else its file name; never the layout of the machine that made the page."""
+    from idfu_lab.config import repo_root
+
+    p = Path(path)
+    for root in roots or (repo_root(),):
+        try:
+            return p.resolve().relative_to(Path(root).resolve()).as_posix()
+        except ValueError:
+            continue
+    return p.name if p.is_absolute() else p.as_posix()
