@@ -66,7 +66,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "index.html": "<meta http-equiv='Refresh' content='0; url=good.html' />",
         "good.html": _page(
             f"<h1>Good</h1>{NOTE}<p>fine, p = 0.031</p><img alt='a line' src='figure.png'>"
-            "<div style='overflow-x:auto'>"
+            "<div class='idfu-scroll' style='overflow-x:auto'>"
             + _wide_table(12)
             + "</div><div class='highlight'><pre>x = nan  # code</pre></div>",
             sidebar=SIDEBAR_OK,
@@ -78,9 +78,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "noalt.html": _page("<img src='figure.png'>"),
         "reader.html": _page(
             "<h1>Seed 42 · Summary</h1><p>intro first</p>" + NOTE + "<p>p = nan</p>"
-            "<table><tr><td>NaN</td></tr></table>"
+            "<table><tr><td>NaN</td></tr></table><div style='overflow-x:auto'>"
             + _wide_table(12)
-            + "<p>written in /build/machine/repo/runs</p>",
+            + "</div><p>written in /build/machine/repo/runs</p>",
             sidebar=SIDEBAR_SORTED,
             nav="<a class='right-next' href='good.html'>n</a>",
         ),

@@ -10,8 +10,8 @@ every page ``_toc.yml`` promises for the run is opened at 1280 px. A page fails 
   figure outputs;
 - the console shows an error, a request fails, or a request leaves the machine (the book reads offline);
 - its text shows ``nan``/``NaN``/``<NA>`` outside code cells: an undefined statistic must be said in words;
-- a table is wider than the content column (unless it scrolls within its own box), or the page
-  scrolls sideways;
+- a table is wider than the content column (only a box made to scroll, ``.idfu-scroll``, such as the
+  delta's side-by-side code, may hold a wider one), or the page scrolls sideways;
 - it shows an absolute path of the machine that built it (the repository, the run directory, the home
   folder or the Python environment);
 - on a toy run, a results page lacks the toy-model note directly under its title;
@@ -360,16 +360,12 @@ for (let n = walker.nextNode(); n; n = walker.nextNode()) {
   }
 }
 
-// Tables: the visible box (the table, or the scrolling box that holds it) must fit the column.
+// Tables must fit the column. Only a box made to scroll (class idfu-scroll: the delta's side-by-side
+// code) may hold a wider one; a results table cut off at the column's edge is what a reader notices.
 const column = article.getBoundingClientRect();
 out.wide = [];
 for (const table of article.querySelectorAll('table')) {
-  let box = table, el = table.parentElement;
-  while (el && el !== article) {
-    const ox = getComputedStyle(el).overflowX;
-    if (ox === 'auto' || ox === 'scroll') { box = el; break; }
-    el = el.parentElement;
-  }
+  const box = table.closest('.idfu-scroll') || table;
   const r = box.getBoundingClientRect();
   if (r.width > 0 && (r.right > column.right + 1 || r.left < column.left - 1)) {
     const head = Array.from(table.querySelectorAll('th')).slice(0, 4).map(t => t.textContent.trim()).join(' | ');

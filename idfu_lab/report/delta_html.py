@@ -25,7 +25,7 @@ _RULES = (
     (".human", "color: #05603a; font-weight: bold;"),
     (".evidence", "font-family: monospace; font-size: .85em; color: #444; white-space: pre-wrap;"),
     ("details", "margin: .4em 0;"),
-    (".diff-scroll", "overflow-x: auto; max-width: 100%;"),
+    (".idfu-scroll", "overflow-x: auto; max-width: 100%;"),
     (
         "table.diff",
         "font-family: monospace; font-size: .8em; border: 1px solid #ccc; border-collapse: collapse;",
@@ -91,7 +91,7 @@ def problem_html(problem: Mapping[str, Any], human: str | None = None, *, collap
         )
     parts.append("</ul>")
     parts.append(
-        f"<div class='diff-scroll'>{diff_table(problem['base_program'], problem['tuned_program'])}</div>"
+        f"<div class='idfu-scroll'>{diff_table(problem['base_program'], problem['tuned_program'])}</div>"
     )
     if collapsed:
         parts.append("</details>")
