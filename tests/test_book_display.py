@@ -38,6 +38,8 @@ def test_table_drops_row_numbers_keeps_named_index_and_shows_counts_as_integers(
         {"n": [1, 2]}, index=["NAME_ERROR", "PASS"]
     )  # unnamed labels still mean something
     assert _cells(display.table(outcomes))[1] == ["NAME_ERROR", "1"]
+    rates = pd.DataFrame({"pass@1 (%)": [0.0, 2.0], "failures": [3.0, 4.0]})
+    assert _cells(display.table(rates))[1] == ["0.00", "3"]  # a rate keeps its decimals, a count does not
     text = display.table(frame).to_html()
     assert "nan" not in text.lower() and "164.0" not in text
 
@@ -49,6 +51,7 @@ def test_undefined_statistics_are_said_in_words() -> None:
     assert display.p_value(math.nan, discordant=0) == display.NO_DISCORDANT
     assert display.p_value(np.float64("nan"), discordant=4) == "p not defined"
     assert display.p_value(0.0312) == "p = 0.0312"
+    assert display.p_value(1.0, discordant=0) == display.NO_DISCORDANT  # exact test on nothing: 1, meaningless
     assert "nothing to test" in display.NO_DISCORDANT
 
 

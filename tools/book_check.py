@@ -69,7 +69,7 @@ CHROMIUM_ARGS = (
 )
 VIEWPORT = (1280, 900)
 #: Screenshots stop here: a long notebook page is still readable, the files stay small.
-MAX_SCREENSHOT_HEIGHT = 6000
+MAX_SCREENSHOT_HEIGHT = 15000
 PAGE_TIMEOUT_S = 30.0
 #: Note classes (``book/templates/results_note.md`` and ``run_note.md``) a toy run's results pages carry.
 NOTE_CLASSES = ("idfu-toy-note", "idfu-run-note")

@@ -151,7 +151,11 @@ class Summary:
                 f"Newcombe {level} CI": [
                     interval(lo, hi) for lo, hi in zip(p["newcombe_low"], p["newcombe_high"], strict=True)
                 ],
-                "McNemar exact p": p["mcnemar_p"].astype(float).round(4),
+                # no discordant problem: the test has nothing to test (missing, said in words by the page)
+                "McNemar exact p": p["mcnemar_p"]
+                .astype(float)
+                .round(4)
+                .where(p["base_only"] + p["tuned_only"] > 0),
             }
         ).set_index("seed")
 

@@ -561,8 +561,8 @@ def _count_lines(path: Path) -> int | None:
 
 
 def _paste(notebook: str, key: str, fmt: str = "") -> str:
-    suffix = f":{fmt}" if fmt else ""
-    return f"{{glue:text}}`/{RESULTS_DIR.as_posix()}/{notebook}::{key}{suffix}`"
+    # ``{glue:text}`` reads ``path::key:format``; the last colon is needed even with no format
+    return f"{{glue:text}}`/{RESULTS_DIR.as_posix()}/{notebook}::{key}:{fmt}`"
 
 
 def _doc(rel: str, label: str) -> str:
@@ -617,9 +617,6 @@ def page_context(contents: RunContents, glued: dict[str, dict[str, str]]) -> dic
         stem, key = column[0], column[1]
         return all(key in glued.get(f"seed-{s}/{stem}.ipynb", {}) for s in contents.seeds)
 
-    def undefined_in(columns: Sequence[Sequence[str]]) -> bool:
-        return any(not nb(c[0], s).has(c[1]) for c in columns for s in contents.seeds)
-
     run = {
         "name": contents.name,
         "profile": cfg.profile,
@@ -635,7 +632,6 @@ def page_context(contents: RunContents, glued: dict[str, dict[str, str]]) -> dic
         "run": run,
         "nb": nb,
         "glued_by_every_seed": glued_by_every_seed,
-        "undefined_in": undefined_in,
         "recipe": recipe_context(cfg),
         "provenance": provenance_context(contents),
         "outcomes": outcomes_context(),
@@ -716,12 +712,16 @@ def _toc_items(toc: dict[str, Any]) -> Iterable[dict[str, Any]]:
     yield from walk(toc.get("chapters", []))
 
 
-def run_toc(toc: dict[str, Any], seeds: Sequence[int]) -> dict[str, Any]:
+def run_toc(
+    toc: dict[str, Any], seeds: Sequence[int], titles: dict[str, str] | None = None
+) -> dict[str, Any]:
     """``_toc.yml`` with each glob over the per-seed results expanded in the run's seed order.
 
     A glob sorts file names as strings (seed 123 before 42 before 7); a study's seeds have an order
-    (the recipe's), and the sidebar and the Next/Previous links follow it.
+    (the recipe's), and the sidebar and the Next/Previous links follow it. ``titles`` (docname ->
+    text) gives an entry a shorter name in the sidebar than its page's title.
     """
+    titles = titles or {}
     import copy
     import fnmatch
 
@@ -733,8 +733,14 @@ def run_toc(toc: dict[str, Any], seeds: Sequence[int]) -> dict[str, Any]:
         for item in items:
             if "glob" in item:
                 pattern = str(item["glob"]).removesuffix(".ipynb").removesuffix(".md")
-                out += [{"file": c} for c in candidates if fnmatch.fnmatch(c, pattern)]
+                out += [
+                    {"file": c} | ({"title": titles[c]} if c in titles else {})
+                    for c in candidates
+                    if fnmatch.fnmatch(c, pattern)
+                ]
                 continue
+            if item.get("file") in titles:
+                item["title"] = titles[item["file"]]
             for key in ("sections", "chapters"):
                 if key in item:
                     item[key] = expand(item[key])
@@ -753,6 +759,22 @@ def toc_docnames(toc: dict[str, Any]) -> list[str]:
     names = [str(toc["root"])]
     names += [str(item["file"]) for item in _toc_items(toc) if "file" in item]
     return [n.removesuffix(".md").removesuffix(".ipynb") for n in names]
+
+
+def sidebar_titles(results: Path, rels: Iterable[str]) -> dict[str, str]:
+    """Each copied notebook's sidebar name: its title up to the colon (``Seed 42 · Training`` for
+    ``# Seed 42 · Training: DPO with LoRA, one seed``), so twelve per-seed entries stay one line each."""
+    titles = {}
+    for rel in rels:
+        nb = nbformat.read(results / rel, as_version=4)
+        for cell in nb.cells:
+            m = re.search(r"^# (.+)$", cell.source, flags=re.M) if cell.cell_type == "markdown" else None
+            if m:
+                titles[f"{RESULTS_DIR.as_posix()}/{rel.removesuffix('.ipynb')}"] = (
+                    m.group(1).split(":")[0].strip()
+                )
+                break
+    return titles
 
 
 def run_identity(contents: RunContents) -> dict[str, Any]:
@@ -812,7 +834,9 @@ def prepare(run_dir: str | Path, root: str | Path | None = None) -> Prepared:
         (generated / name).write_text(text)
         written.append(generated / name)
     written.append(save_pipeline(generated / "pipeline.png", contents.seeds))
-    toc = run_toc(yaml.safe_load((root / "_toc.yml").read_text()), contents.seeds)
+    toc = run_toc(
+        yaml.safe_load((root / "_toc.yml").read_text()), contents.seeds, sidebar_titles(results, keys)
+    )
     (generated / "_toc.yml").write_text(
         "# Written by `idfu-lab book` from _toc.yml: the per-seed pages in the run's seed order.\n"
         + yaml.safe_dump(toc, sort_keys=False, allow_unicode=True)

@@ -11,7 +11,9 @@ page says it the same way.
 
 from __future__ import annotations
 
+import html
 import math
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,11 +49,15 @@ def number(value: Any, fmt: str = ".2f", *, why: str = "not defined") -> str:
 
 def p_value(p: Any, discordant: int | None = None, *, fmt: str = ".3g") -> str:
     """``p = 0.031``, or why there is no p-value (no discordant problems, or one that is not defined)."""
+    if discordant == 0:  # an exact test on nothing returns 1: true, and meaningless
+        return NO_DISCORDANT
     if not is_missing(p):
         return f"p = {format(float(p), fmt)}"
-    if discordant == 0:
-        return NO_DISCORDANT
     return "p not defined"
+
+
+#: Column names of rates and differences: they keep their decimals even when every value is whole.
+_RATE = re.compile(r"%|\(pp\)|pass@|rate|share|mean|diff", flags=re.I)
 
 
 def _integral(series: pd.Series) -> bool:
@@ -72,7 +78,8 @@ def table(
     - ``index``: keep the index as the first column (under its name, in the one header row). The
       default keeps a meaningful index (named, or labels such as outcome names) and drops row numbers.
     - ``integers``: columns shown without decimals; by default every numeric column whose values are
-      all whole numbers (counts that became floats through a mean or a join).
+      all whole numbers (counts that became floats through a join), except rates, shares, means and
+      differences (``pass@1 (%)``, ``tuned − base (pp)``), which keep their decimals.
     - ``na``: what a missing value shows, for every column or per column (``{"tuned_std": ONE_SEED}``).
     - other numbers get ``decimals`` decimals.
     """
@@ -87,11 +94,11 @@ def table(
     shown.columns = [" · ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in shown.columns]
     numeric = [c for c in shown.columns if pd.api.types.is_numeric_dtype(shown[c]) and shown[c].dtype != bool]
     whole = (
-        [c for c in numeric if _integral(shown[c])]
+        [c for c in numeric if _integral(shown[c]) and not _RATE.search(c)]
         if integers is None
         else [str(c) for c in integers if str(c) in shown.columns]
     )
-    styler = shown.style.hide(axis="index")
+    styler = shown.style.hide(axis="index").format_index(_breakable, axis="columns")
     for column in shown.columns:
         missing = na.get(column, UNDEFINED) if isinstance(na, Mapping) else na
         if column in whole:
@@ -99,8 +106,14 @@ def table(
         elif column in numeric:
             styler = styler.format(f"{{:,.{decimals}f}}", subset=[column], na_rep=missing)
         else:
-            styler = styler.format(lambda v, m=missing: m if is_missing(v) else v, subset=[column])
+            styler = styler.format(lambda v, m=missing: m if is_missing(v) else _breakable(v), subset=[column])
     return styler.set_table_attributes('class="dataframe idfu-table"')
+
+
+def _breakable(value: Any) -> str:
+    """Text that may wrap after an underscore (``ASSERTION_FAIL``, ``base_definition``): an HTML
+    ``<wbr>``, invisible and left out when the text is copied; everything else is escaped."""
+    return html.escape(str(value)).replace("_", "_<wbr>")
 
 
 def series_table(values: Mapping[str, Any], *, name: str = "value", na: str = UNDEFINED) -> Any:
@@ -112,7 +125,7 @@ def series_table(values: Mapping[str, Any], *, name: str = "value", na: str = UN
             return na
         if isinstance(v, bool) or not isinstance(v, int | float):
             return str(v)
-        return f"{v:,}" if isinstance(v, int) or float(v).is_integer() else f"{v:,.4g}"
+        return f"{int(v):,}" if float(v).is_integer() else f"{v:,.4g}"
 
     frame = pd.DataFrame({"": list(values), name: [cell(v) for v in values.values()]})
     return frame.style.hide(axis="index").set_table_attributes('class="dataframe idfu-table"')

@@ -104,7 +104,7 @@ def category_counts(counts: pd.DataFrame, labels: dict[str, str] | None = None) 
     handles, names = ax.get_legend_handles_labels()
     if labels:
         names = [labels.get(n, n) for n in names]
-    ax.legend(handles, names, title=None, fontsize="small")
+    fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize="small", frameon=False)
     ax.tick_params(axis="x", labelrotation=30)
     ax.set_xlabel("failure category")
     ax.set_ylabel("failing problems (per draw)")

@@ -70,6 +70,7 @@ def outcome_bars(table: pd.DataFrame, *, title: str = "Failures by outcome: base
                         fontsize="small",
                     )
         ax.set_yticks(y, failures.index)
+        ax.set_xlim(0, 1.1 * failures[["base", "tuned"]].to_numpy().max())  # room for the counts
         _legend_below(fig, ax, title="hatched: failed in the definition phase")
     ax.set_title(title)
     ax.set_xlabel("failed samples")
