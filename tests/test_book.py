@@ -285,7 +285,13 @@ def test_significance_never_prints_nan(tmp_path: Path) -> None:
 
 
 def test_results_overview_follows_the_seed_order_and_words_undefined_cells(tmp_path: Path) -> None:
-    per_seed = {"pass1_base": "0.0", "pass1_tuned": "0.0", "diff": "0.0", "mcnemar_p": "1.0", "discordant": "0"}
+    per_seed = {
+        "pass1_base": "0.0",
+        "pass1_tuned": "0.0",
+        "diff": "0.0",
+        "mcnemar_p": "1.0",
+        "discordant": "0",
+    }
     glued = {f"seed-{s}/03_evaluation.ipynb": per_seed for s in (7, 42, 123)}
     text = _render(tmp_path, [7, 42, 123], glued)["results.md"]
     rows = re.findall(r"^\| (\d+) \|", text, flags=re.M)

@@ -51,7 +51,9 @@ def test_undefined_statistics_are_said_in_words() -> None:
     assert display.p_value(math.nan, discordant=0) == display.NO_DISCORDANT
     assert display.p_value(np.float64("nan"), discordant=4) == "p not defined"
     assert display.p_value(0.0312) == "p = 0.0312"
-    assert display.p_value(1.0, discordant=0) == display.NO_DISCORDANT  # exact test on nothing: 1, meaningless
+    assert (
+        display.p_value(1.0, discordant=0) == display.NO_DISCORDANT
+    )  # exact test on nothing: 1, meaningless
     assert "nothing to test" in display.NO_DISCORDANT
 
 

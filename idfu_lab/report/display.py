@@ -106,7 +106,9 @@ def table(
         elif column in numeric:
             styler = styler.format(f"{{:,.{decimals}f}}", subset=[column], na_rep=missing)
         else:
-            styler = styler.format(lambda v, m=missing: m if is_missing(v) else _breakable(v), subset=[column])
+            styler = styler.format(
+                lambda v, m=missing: m if is_missing(v) else _breakable(v), subset=[column]
+            )
     return styler.set_table_attributes('class="dataframe idfu-table"')
 
 
