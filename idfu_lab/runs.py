@@ -178,7 +178,8 @@ def local_data_files(cfg: Config) -> list[Path]:
         if not p.is_absolute() and not p.exists():
             p = repo_root() / p
         if p.exists():
-            found.append(p)
+            # absolute: a step resolves a relative input against the run directory, where it is missing
+            found.append(p.resolve())
     return found
 
 

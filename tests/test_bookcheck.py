@@ -232,3 +232,19 @@ def test_no_browser_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_forbidden_paths_are_absolute_and_longest_first(tmp_path: Path) -> None:
     paths = bookcheck.forbidden_paths(tmp_path, tmp_path / "runs" / "tiny", "/")
     assert paths == [str((tmp_path / "runs" / "tiny").resolve()), str(tmp_path.resolve())]
+
+
+def test_the_command_runs_the_tool_and_refuses_a_book_that_is_not_the_runs(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """``idfu-lab book-check`` runs tools/book_check.py; a run whose book was never built is refused
+    before any browser starts, and nothing is written into the run's folder."""
+    from test_book import _fake_run
+
+    from idfu_lab.cli import main
+
+    run_dir = _fake_run(tmp_path, [42])
+    assert main(["book-check", "--run", str(run_dir)]) == 2
+    err = capfd.readouterr().err
+    assert "book-check:" in err and ("is missing: build the book" in err or "built from another run" in err)
+    assert not (run_dir / "book-check").exists()

@@ -1,16 +1,22 @@
 """The report: a Jupyter Book made from one run directory.
 
-:func:`prepare` copies the run's papermill-executed notebooks into ``book/results/`` and writes the
-pages that depend on the run into ``book/_generated/`` (the recipe table from the run's resolved
-``config.yaml``, provenance from its manifests, the pipeline figure, the run's banner and the results
-overview). :func:`build` then runs ``jupyter-book build . -W -n --keep-going``: any warning fails it.
+:func:`prepare` copies the run's papermill-executed notebooks into ``book/results/`` and renders the
+pages that depend on the run from the Markdown templates in ``book/templates/`` into
+``book/_generated/`` (the run's banner, the results overview, the recipe and provenance tables, the
+walkthrough's *see it in this run* sections), with the pipeline figure, a table of contents in the
+run's seed order and the run's identity. :func:`build` then runs ``jupyter-book build`` with ``-W -n
+--keep-going``: any warning fails it.
+
+Why templates: the book's prose lives in Markdown (``book/*.md``, ``book/templates/*.md``) and in the
+notebooks, where a reader and a reviewer find it; this module only supplies the run's facts (which
+seeds, which numbers each notebook glued, whether a number is defined), and every number reaches a
+page through myst-nb ``glue``.
 
 Why the copy: the book executes nothing (``execute_notebooks: "off"``), so what a reader sees is
-exactly what the run produced, never a re-execution with hidden state. The copies differ from the
-run's notebooks in two ways only: the title of a per-seed notebook names its seed (``Seed 42 ·
-Training``), so the sidebar says which seed each page belongs to, and its figure labels are prefixed
-with the seed (``seed-42-fig-train-curves``), since the same notebook appears once per seed and Sphinx
-labels must be unique across the book.
+exactly what the run produced, never a re-execution with hidden state. A copy differs from the run's
+notebook in presentation only (:func:`copy_notebooks`): its title names its seed, its figure labels
+carry the seed (Sphinx labels are unique across the book), a toy run's note sits under its title, the
+parameters are shown once and cells that only glue are hidden. Outputs are never changed.
 
 Why the checks here rather than in Sphinx: a notebook with an error output, a seed with missing
 notebooks, or prose quoting a glued number that the run's notebook does not glue would otherwise
