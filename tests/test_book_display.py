@@ -96,7 +96,7 @@ def test_embedded_delta_styles_only_itself(tmp_path: Path) -> None:
     assert "body {" in page and "<h1>Delta tracing</h1>" in page
 
 
-@pytest.mark.parametrize("kind", ["outcome_bars", "subcategory_bars", "label_bars"])
+@pytest.mark.parametrize("kind", ["outcome_bars", "subcategory_bars", "label_bars", "category_counts"])
 def test_taxonomy_legends_never_cover_the_bars(kind: str) -> None:
     from idfu_lab.report.plots import taxonomy as plots
 
@@ -114,6 +114,19 @@ def test_taxonomy_legends_never_cover_the_bars(kind: str) -> None:
             ),
         )
         fig = plots.subcategory_bars(frame)
+    elif kind == "category_counts":
+        from idfu_lab.report.plots import summary
+
+        counts = pd.DataFrame(
+            [
+                {"seed": s, "approach": a, "outcome": o, "count": float(n + s % 3)}
+                for s in (42, 123, 7)
+                for a in ("base", "tuned")
+                for o, n in (("NAME_ERROR", 6), ("ASSERTION_FAIL", 23))
+            ]
+        )
+        fig = summary.category_counts(counts, {"base": "base", "tuned": "DPO"})
+        assert fig.axes[0].get_legend() is None  # one legend, the figure's
     else:
         fig = plots.label_bars(
             pd.DataFrame({"fail_to_pass": [3, 1], "pass_to_fail": [0, 2]}, index=["a", "b"])

@@ -104,6 +104,8 @@ def category_counts(counts: pd.DataFrame, labels: dict[str, str] | None = None) 
     handles, names = ax.get_legend_handles_labels()
     if labels:
         names = [labels.get(n, n) for n in names]
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()  # seaborn's own, inside the axes: the figure's legend below replaces it
     fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize="small", frameon=False)
     ax.tick_params(axis="x", labelrotation=30)
     ax.set_xlabel("failure category")
