@@ -54,3 +54,4 @@ def test_notebook_06_glues_the_summary(tmp_path: Path) -> None:
         if "data" in o
     )
     assert "Seed 7 is left out" in shown
+    assert "Seeds with results: 42, 123." in shown and "Seeds traced:" in shown  # the views across seeds
