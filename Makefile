@@ -25,7 +25,7 @@ help:
 	@echo "make test        run the test suite"
 	@echo "make lab         open JupyterLab on notebooks/ with the project's kernel"
 	@echo "make book        rebuild the book from the latest run, or RUN=runs/<name> (runs nothing)"
-	@echo "make book-check  open the built book in headless Chromium and check every page"
+	@echo "make book-check  open the built book in headless Chromium and check every page as a reader sees it"
 	@echo "make bench       run the benchmarks (executor, demo time/memory, GPU training where CUDA is present)"
 	@echo "make gpu-check   the paper path on one CUDA GPU, offline, <= 8 min (DRY_RUN=1: on a CPU, 2 layers)"
 	@echo "make lint        ruff check + format check (notebooks included)"
@@ -62,9 +62,14 @@ lab: venv
 book: venv
 	HF_HUB_OFFLINE=1 $(CLI) book $(if $(RUN),--run $(RUN))
 
+# The browser check (tools/book_check.py): Selenium drives Debian's chromium through its own
+# chromedriver, both installed here when missing; nothing is downloaded at run time.
 book-check: venv
-	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for book-check"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
-	$(CLI) book-check $(if $(RUN),--run $(RUN))
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium and chromium-driver for book-check"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
+	$(PY) tools/book_check.py $(if $(RUN),--run $(RUN))
 
 bench: venv
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/executor.py

@@ -217,7 +217,9 @@ def run_pipeline(
         scoped.mark_done(step, [output], inputs=inputs, seconds=round(seconds, 2))
         logger.info("ran %s%s in %.1f s", notebook, "" if seed is None else f" (seed {seed})", seconds)
         results.append(StepResult(notebook, seed, output, False, seconds))
-    run.update_manifest(last_pipeline={"seeds": seeds, "notebooks": sorted(wanted), "finished": time.time()})
+    run.update_manifest(
+        last_pipeline={"seeds": seeds, "notebooks": sorted(wanted), "finished": runs.timestamp()}
+    )
     return results
 
 

@@ -83,8 +83,12 @@ TRACKED_PACKAGES = (
 DEFAULT_RUNS_ROOT = "runs"
 
 
-def _now() -> str:
+def timestamp() -> str:
+    """Now, as every manifest and summary writes it: ISO 8601, UTC, to the second."""
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+_now = timestamp
 
 
 def seed_everything(seed: int) -> None:
@@ -178,7 +182,8 @@ def local_data_files(cfg: Config) -> list[Path]:
         if not p.is_absolute() and not p.exists():
             p = repo_root() / p
         if p.exists():
-            found.append(p)
+            # absolute: a step resolves a relative input against the run directory, where it is missing
+            found.append(p.resolve())
     return found
 
 
@@ -302,6 +307,10 @@ class RunLayout:
     @property
     def summary_json(self) -> Path:
         return self.summary_dir / "summary.json"
+
+    def summary_figure(self, name: str, suffix: str) -> Path:
+        """A figure of the summary over seeds, as a file to reuse (``summary/<name>.png`` or ``.svg``)."""
+        return self.summary_dir / f"{name}.{suffix}"
 
     @property
     def notebooks_dir(self) -> Path:

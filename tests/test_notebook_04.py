@@ -90,7 +90,8 @@ def test_notebook_shows_and_glues_the_taxonomy(tmp_path: Path) -> None:
     assert (
         number("type_error_tuned") == 1 and number("collapse_flags") == 1
     )  # TYPE_ERROR is new after training
-    assert number("taxonomy_seeds") == 2
-    assert "image/png" in values["fig_taxonomy_outcomes"] and "image/png" in values["fig_taxonomy_seeds"]
-    text = json.dumps([c.get("outputs", []) for c in nb.cells])
-    assert "tuned@123" in text and "new_category" in text
+    assert "image/png" in values["fig_taxonomy_outcomes"]
+    text = json.dumps([c.get("outputs", []) for c in nb.cells]).replace("<wbr>", "")
+    assert "new_category" in text
+    # views across seeds live on the summary page (06), so this page reads the same whatever order seeds ran
+    assert "taxonomy_seeds" not in values and "tuned@123" not in text

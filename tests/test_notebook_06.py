@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -35,11 +36,17 @@ def test_notebook_06_glues_the_summary(tmp_path: Path) -> None:
     assert float(text(values["n_seeds_used"])) == 2
     assert 8 < float(text(values["mde_pp"])) < 13
     assert any(k.endswith("text/html") for k in values["headline_table"])  # the table itself, rendered
-    for fig in ("fig_pass1_per_seed", "fig_paired_differences", "fig_category_counts"):
+    for fig in ("fig_pass1_per_seed", "fig_paired_differences", "fig_category_counts", "fig_taxonomy_seeds"):
         assert any(k.endswith("image/png") for k in values[fig]), fig
+    assert float(text(values["taxonomy_seeds"])) == 2  # the views across seeds: every seed with results
+    for name in ("pass1_per_seed", "paired_differences", "category_counts", "taxonomy_seeds"):
+        for suffix in ("png", "svg"):  # the page's figures, as files to reuse
+            assert (run_dir / "summary" / f"{name}.{suffix}").stat().st_size > 1000, (name, suffix)
 
     summary = json.loads((run_dir / "summary" / "summary.json").read_text())
     assert summary["seeds"] == [42, 123] and "7" in summary["missing"]
+    assert datetime.fromisoformat(summary["written"]).tzinfo is not None  # ISO 8601, as the manifests
+    assert summary["files"]["summary.json"] == "summary/summary.json"  # relative to the run
     shown = "".join(
         o.get("data", {}).get("text/markdown", "")
         for c in nb.cells
@@ -47,3 +54,4 @@ def test_notebook_06_glues_the_summary(tmp_path: Path) -> None:
         if "data" in o
     )
     assert "Seed 7 is left out" in shown
+    assert "Seeds with results: 42, 123." in shown and "Seeds traced:" in shown  # the views across seeds

@@ -111,3 +111,16 @@ def test_a_changed_input_makes_a_step_stale_and_says_why(tmp_path, caplog) -> No
     source.unlink()
     assert "changed" in run.why_not_done("step", [source, folder])  # a vanished input is a change
     assert run.why_not_done("never", []) == "not run yet"
+
+
+def test_a_recipe_data_file_given_relative_to_the_repository_is_hashed(tmp_path, monkeypatch) -> None:
+    """The tiny recipe names its pairs relative to the repository; run from there, the pairs must be
+    hashed as they are (not recorded as "missing"), or editing them would never re-run the audit."""
+    from idfu_lab.config import repo_root
+
+    monkeypatch.chdir(repo_root())
+    run = runs.open("tiny-humaneval", run_dir=tmp_path / "run")  # its pairs are a file in the repository
+    files = runs.local_data_files(run.config)
+    assert files and all(p.is_absolute() for p in files)
+    hashes = run.input_hashes(files)
+    assert "missing" not in hashes.values(), hashes

@@ -926,7 +926,7 @@ def across_seeds(source: Run | Mapping[int, Mapping[str, Any] | str | Path]) -> 
     else:
         for seed, d in source.items():
             deltas[int(seed)] = load_delta(d) if isinstance(d, str | Path) else d
-    seeds = sorted(deltas)
+    seeds = list(deltas)  # the run's seed order (or the mapping's), never re-sorted
     per_task: dict[str, dict[int, str]] = {}
     for seed in seeds:
         for kind in TRANSITIONS:

@@ -31,7 +31,7 @@ import pandas as pd
 from idfu_lab.analysis import stats
 from idfu_lab.errors import IdfuError
 from idfu_lab.jsonl import write_json
-from idfu_lab.runs import Run
+from idfu_lab.runs import Run, timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,11 @@ class Summary:
                 f"Newcombe {level} CI": [
                     interval(lo, hi) for lo, hi in zip(p["newcombe_low"], p["newcombe_high"], strict=True)
                 ],
-                "McNemar exact p": p["mcnemar_p"].astype(float).round(4),
+                # no discordant problem: the test has nothing to test (missing, said in words by the page)
+                "McNemar exact p": p["mcnemar_p"]
+                .astype(float)
+                .round(4)
+                .where(p["base_only"] + p["tuned_only"] > 0),
             }
         ).set_index("seed")
 
@@ -386,7 +390,11 @@ def write_summary(run: Run, summary: Summary) -> dict[str, str]:
         "counts.csv",
     )
     files = {name: folder / name for name in names}
-    write_json(summary.to_dict(), files["summary.json"])
+    record = summary.to_dict()
+    # The same provenance conventions as the manifests: an ISO 8601 time, paths relative to the run.
+    record["written"] = timestamp()
+    record["files"] = {name: run.layout.relative(path) for name, path in files.items()}
+    write_json(record, files["summary.json"])
     summary.headline.to_csv(files["headline.csv"], index_label="approach")
     summary.headline_numbers.to_csv(files["headline_numbers.csv"], index=False)
     summary.per_seed.to_csv(files["per_seed.csv"], index=False)

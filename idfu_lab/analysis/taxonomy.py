@@ -529,7 +529,7 @@ def seed_table(per_seed: Mapping[int, Mapping[str, Sequence[Mapping[str, Any]]]]
     otherwise empty) and ``same_as_base`` (stable *and* equal to the base count: the study's
     TYPE_ERROR evidence that the distribution did not collapse).
     """
-    seeds = sorted(per_seed)
+    seeds = list(per_seed)  # the caller's order (the run's seed order), never re-sorted
     base_counts = {s: Counter(str(Outcome(r["outcome"])) for r in per_seed[s]["base"]) for s in seeds}
     tuned_counts = {s: Counter(str(Outcome(r["outcome"])) for r in per_seed[s]["tuned"]) for s in seeds}
     present = {o for c in (*base_counts.values(), *tuned_counts.values()) for o, n in c.items() if n}
@@ -563,7 +563,7 @@ def collapse_across_seeds(per_seed: Mapping[int, Mapping[str, Sequence[Mapping[s
     """Every collapse flag of every seed, one row each (seed, outcome, kind, base, tuned, message)."""
     rows = [
         {"seed": seed, **flag.as_dict()}
-        for seed in sorted(per_seed)
+        for seed in per_seed
         for flag in collapse_flags(per_seed[seed]["base"], per_seed[seed]["tuned"])
     ]
     return pd.DataFrame(rows, columns=["seed", "outcome", "kind", "base", "tuned", "message"])

@@ -30,18 +30,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c = subparsers.add_parser(
         "book-check",
         help="open the built book in headless Chromium and check every page",
-        description="Serve _build/html locally, load every page the run's book must have in headless "
-        "Chromium, and fail on a missing page, a broken image, a console error or a request that leaves "
-        "the machine. Screenshots and report.json go to RUN_DIR/book-check/.",
+        description="Run tools/book_check.py: serve _build/html locally, check that it is RUN_DIR's book, "
+        "load every page in headless Chromium (Selenium with Debian's chromium and chromedriver) and fail "
+        "on what a reader would notice: a missing page or image, an image without alt text, a console "
+        "error, a request that leaves the machine, 'nan' in the results, a table wider than its column, "
+        "an absolute path of this machine, a toy run's page without its note, the seeds out of the run's "
+        "order. Screenshots and report.json go to RUN_DIR/book-check/.",
     )
     c.add_argument(
         "--run", metavar="RUN_DIR", help="run directory the book was built from (default: the latest)"
     )
     c.add_argument("--shots", metavar="DIR", help="where screenshots go (default: RUN_DIR/book-check)")
     c.add_argument("--chromium", metavar="PATH", help="the Chromium executable (default: chromium on PATH)")
-    c.add_argument(
-        "--require-alt", action="store_true", help="fail on a figure without alt text (else a note)"
-    )
+    c.add_argument("--chromedriver", metavar="PATH", help="its chromedriver (default: chromedriver on PATH)")
     c.set_defaults(func=run_book_check)
 
 
@@ -60,22 +61,20 @@ def run_book(args: argparse.Namespace) -> int:
 
 
 def run_book_check(args: argparse.Namespace) -> int:
-    from idfu_lab.report import book, bookcheck
+    """The browser check is a tool of the repository (``tools/book_check.py``), not of the runtime
+    package: it runs where the book is built, from a clone, with the interpreter running this command."""
+    import subprocess
+    import sys
 
-    run_dir = Path(args.run) if args.run else book.latest_run()
-    report = bookcheck.check_book(
-        run_dir, shots=args.shots, executable=args.chromium, require_alt=args.require_alt
-    )
-    for page in report.pages:
-        mark = "ok  " if page.ok else "FAIL"
-        print(f"{mark} {page.docname:45s} {page.content_images:3d} image(s)  {page.seconds:5.1f} s")
-        for problem in page.problems:
-            print(f"       {problem}")
-        if page.images_without_alt and not args.require_alt:
-            print(f"       note: {len(page.images_without_alt)} figure(s) without alt text")
-    shots = Path(report.pages[0].screenshot).parent if report.pages and report.pages[0].screenshot else None
-    print(f"{len(report.pages)} pages in {report.seconds:.1f} s with {report.browser}; screenshots: {shots}")
-    if not report.ok:
-        print(f"book-check failed: {len(report.problems())} problem(s)")
-        return 1
-    return 0
+    from idfu_lab.config import repo_root
+    from idfu_lab.errors import IdfuError
+
+    script = repo_root() / "tools" / "book_check.py"
+    if not script.is_file():
+        raise IdfuError(f"{script} is missing: book-check runs from a clone of the repository")
+    argv = [sys.executable, str(script)]
+    for flag in ("run", "shots", "chromium", "chromedriver"):
+        value = getattr(args, flag)
+        if value:
+            argv += [f"--{flag}", str(value)]
+    return subprocess.run(argv, check=False).returncode

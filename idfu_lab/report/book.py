@@ -1,16 +1,22 @@
 """The report: a Jupyter Book made from one run directory.
 
-:func:`prepare` copies the run's papermill-executed notebooks into ``book/results/`` and writes the
-pages that depend on the run into ``book/_generated/`` (the recipe table from the run's resolved
-``config.yaml``, provenance from its manifests, the pipeline figure, the run's banner and the results
-overview). :func:`build` then runs ``jupyter-book build . -W -n --keep-going``: any warning fails it.
+:func:`prepare` copies the run's papermill-executed notebooks into ``book/results/`` and renders the
+pages that depend on the run from the Markdown templates in ``book/templates/`` into
+``book/_generated/`` (the run's banner, the results overview, the recipe and provenance tables, the
+walkthrough's *see it in this run* sections), with the pipeline figure, a table of contents in the
+run's seed order and the run's identity. :func:`build` then runs ``jupyter-book build`` with ``-W -n
+--keep-going``: any warning fails it.
+
+Why templates: the book's prose lives in Markdown (``book/*.md``, ``book/templates/*.md``) and in the
+notebooks, where a reader and a reviewer find it; this module only supplies the run's facts (which
+seeds, which numbers each notebook glued, whether a number is defined), and every number reaches a
+page through myst-nb ``glue``.
 
 Why the copy: the book executes nothing (``execute_notebooks: "off"``), so what a reader sees is
-exactly what the run produced, never a re-execution with hidden state. The copies differ from the
-run's notebooks in two ways only: the title of a per-seed notebook names its seed (``Seed 42 ·
-Training``), so the sidebar says which seed each page belongs to, and its figure labels are prefixed
-with the seed (``seed-42-fig-train-curves``), since the same notebook appears once per seed and Sphinx
-labels must be unique across the book.
+exactly what the run produced, never a re-execution with hidden state. A copy differs from the run's
+notebook in presentation only (:func:`copy_notebooks`): its title names its seed, its figure labels
+carry the seed (Sphinx labels are unique across the book), a toy run's note sits under its title, the
+parameters are shown once and cells that only glue are hidden. Outputs are never changed.
 
 Why the checks here rather than in Sphinx: a notebook with an error output, a seed with missing
 notebooks, or prose quoting a glued number that the run's notebook does not glue would otherwise
@@ -40,7 +46,7 @@ import nbformat
 
 from idfu_lab.config import CURATE, Config, describe, from_dict, load_config, load_yaml, repo_root
 from idfu_lab.errors import IdfuError
-from idfu_lab.pipeline import ONCE_AFTER, ONCE_BEFORE, plan_for
+from idfu_lab.pipeline import PER_SEED, plan_for
 from idfu_lab.runs import RunLayout
 
 logger = logging.getLogger(__name__)
@@ -58,22 +64,13 @@ GLUE_REF = re.compile(
     r"\{glue(?::[a-z]+)?\}`(?P<doc>[^`:]+?)::(?P<key>[A-Za-z0-9_.\-]+)(?::(?P<fmt>[^`]*))?`"
 )
 
-#: The per-seed numbers of the results overview: notebook stem -> [(glued key, column label, format)].
-#: A column appears when every seed's notebook glued its key; a value that is not finite shows "n/a".
-HEADLINE_KEYS: dict[str, list[tuple[str, str, str]]] = {
-    "03_evaluation": [
-        ("pass1_base", "base pass@1 (%)", ".2f"),
-        ("pass1_tuned", "tuned pass@1 (%)", ".2f"),
-        ("diff", "tuned − base (points)", "+.2f"),
-        ("mcnemar_p", "McNemar p", ".3g"),
-    ],
-    "05_delta_tracing": [("logic_pp", "of which logic (points)", "+.2f")],
-    "02_training": [("train_final_loss", "final DPO loss", ".4f")],
-}
-
-
 #: The table of contents of a comparison run's book (``idfu-lab compare``): no pairs, no training.
 COMPARE_TOC = Path("_toc_compare.yml")
+#: The page templates (Markdown with Jinja), rendered into GENERATED_DIR for each run.
+TEMPLATES_DIR = Path("book") / "templates"
+
+#: The run identity written beside the HTML, which ``book-check`` compares with the run it is given.
+STAMP_NAME = "idfu-lab-run.json"
 
 
 class BookError(IdfuError):
@@ -250,18 +247,33 @@ def check_executed(nb: nbformat.NotebookNode, path: Path) -> None:
                 )
 
 
-def _title_with_seed(nb: nbformat.NotebookNode, seed: int) -> None:
-    """Prefix the notebook's first ``# `` heading with its seed (the only change made to a copy)."""
-    for cell in nb.cells:
+def _title_cell(nb: nbformat.NotebookNode) -> int | None:
+    """Index of the markdown cell holding the notebook's first ``# `` heading, split so that the heading
+    is alone in its cell (what follows it moves to a new cell right after)."""
+    for i, cell in enumerate(nb.cells):
         if cell.cell_type != "markdown":
             continue
         lines = cell.source.splitlines()
         for j, line in enumerate(lines):
             if line.startswith("# "):
-                lines[j] = f"# Seed {seed} · {line[2:].strip()}"
-                cell.source = "\n".join(lines)
-                return
-    nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# Seed {seed}"))
+                before, rest = lines[:j], lines[j + 1 :]
+                cell.source = "\n".join([*before, line]).strip("\n")
+                if "\n".join(rest).strip():
+                    nb.cells.insert(i + 1, nbformat.v4.new_markdown_cell("\n".join(rest).strip("\n")))
+                return i
+    return None
+
+
+def _title_with_seed(nb: nbformat.NotebookNode, seed: int) -> None:
+    """Prefix the notebook's first ``# `` heading with its seed: ``# Seed 42 · Training: ...``."""
+    i = _title_cell(nb)
+    if i is None:
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# Seed {seed}"))
+        return
+    cell = nb.cells[i]
+    cell.source = re.sub(
+        r"^# (.*)$", lambda m: f"# Seed {seed} · {m.group(1).strip()}", cell.source, flags=re.M
+    )
 
 
 def _labels_with_seed(nb: nbformat.NotebookNode, seed: int) -> None:
@@ -272,8 +284,72 @@ def _labels_with_seed(nb: nbformat.NotebookNode, seed: int) -> None:
             figure["name"] = f"seed-{seed}-{figure['name']}"
 
 
-def copy_notebooks(contents: RunContents, dest: Path) -> dict[str, dict[str, str]]:
-    """Copy the executed notebooks into ``dest``; return each copy's glued values (by book-relative path)."""
+def _insert_note(nb: nbformat.NotebookNode, note: str) -> None:
+    """Put ``note`` (Markdown) right under the title, so every results page carries it in one place."""
+    if not note.strip():
+        return
+    i = _title_cell(nb)
+    nb.cells.insert(0 if i is None else i + 1, nbformat.v4.new_markdown_cell(note.strip("\n")))
+
+
+def _tags(cell: nbformat.NotebookNode) -> list[str]:
+    return cell.setdefault("metadata", {}).setdefault("tags", [])
+
+
+def _only_glue(source: str) -> bool:
+    """The cell does nothing but ``glue(...)`` (directly or in a ``for`` loop): plumbing, not teaching."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return False
+
+    def is_glue(stmt: ast.stmt) -> bool:
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+            return isinstance(stmt.value.func, ast.Name) and stmt.value.func.id == "glue"
+        if isinstance(stmt, ast.For):
+            return bool(stmt.body) and all(is_glue(s) for s in stmt.body) and not stmt.orelse
+        return False
+
+    return bool(body) and all(is_glue(s) for s in body)
+
+
+#: A string literal holding an absolute POSIX path, in a papermill-injected parameters cell.
+_ABSOLUTE_LITERAL = re.compile(r"""(?P<q>["'])(?P<path>/[^"'\n]*)(?P=q)""")
+
+
+def _hide_plumbing(nb: nbformat.NotebookNode) -> None:
+    """Show the parameters once and hide code that only pastes numbers into the book.
+
+    Papermill adds a cell tagged ``injected-parameters`` after the notebook's ``parameters`` cell; the
+    page shows the injected one (the values this run used) and drops the defaults. An absolute path in
+    it (a run directory outside the repository) is shortened to its last part, so the page does not
+    show the layout of the machine that ran it. A cell that only calls ``glue(...)`` shows its output
+    (a figure) without its code, or nothing at all when it has no output.
+    """
+    injected = [c for c in nb.cells if c.cell_type == "code" and "injected-parameters" in _tags(c)]
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = _tags(cell)
+        if "parameters" in tags and injected:
+            tags.append("remove-cell")
+        elif "injected-parameters" in tags:
+            cell.source = _ABSOLUTE_LITERAL.sub(
+                lambda m: f"{m['q']}…/{Path(m['path']).name}{m['q']}", cell.source
+            )
+        elif _only_glue(cell.source) and not {"remove-cell", "remove-input"} & set(tags):
+            tags.append("remove-input" if cell.get("outputs") else "remove-cell")
+
+
+def copy_notebooks(contents: RunContents, dest: Path, note: str = "") -> dict[str, dict[str, str]]:
+    """Copy the executed notebooks into ``dest`` for the book; return each copy's glued values (by
+    book-relative path).
+
+    A copy differs from the run's notebook in presentation only: a per-seed title names its seed, its
+    figure labels carry the seed (Sphinx labels are unique across the book), ``note`` (Markdown: the
+    toy-model note of a toy run) sits under every title, and the plumbing is hidden
+    (:func:`_hide_plumbing`). Outputs are never changed.
+    """
     keys: dict[str, dict[str, str]] = {}
     for rel, src in contents.notebooks.items():
         nb = nbformat.read(src, as_version=4)
@@ -282,6 +358,8 @@ def copy_notebooks(contents: RunContents, dest: Path) -> dict[str, dict[str, str
             seed = int(rel.split("/")[0].removeprefix("seed-"))
             _title_with_seed(nb, seed)
             _labels_with_seed(nb, seed)
+        _insert_note(nb, note)
+        _hide_plumbing(nb)
         out = dest / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, out)
@@ -333,6 +411,11 @@ def _is_number_literal(text: str) -> bool:
 # --------------------------------------------------------------------------- generated pages
 
 
+def is_toy(config: Config) -> bool:
+    """A run whose model is built offline at toy size: its numbers exercise the machinery only."""
+    return config.model.name_or_path == "tiny" or config.profile == "tiny"
+
+
 def _md_cell(value: Any) -> str:
     """A value as a Markdown table cell: code-formatted, pipes escaped."""
     if value is None:
@@ -365,51 +448,57 @@ def _paper_recipe() -> dict[str, Any] | None:
         return None
 
 
-def recipe_markdown(config: Config) -> str:
-    """The recipe as tables, one per section: this run's value, the study's where it differs, and
-    what the key sets (the help text of :mod:`idfu_lab.config`)."""
+#: The recipe's sections, in the order ``describe()`` lists them, with a heading each.
+SECTION_TITLES = {
+    "": "Run",
+    "model": "Model and quantisation",
+    "data": "Preference pairs",
+    "lora": "LoRA adapter (PEFT)",
+    "dpo": "DPO (TRL)",
+    "generation": "Generation",
+    "evaluation": "Evaluation",
+    "audit": "Pair audit",
+}
+
+
+def recipe_context(config: Config) -> dict[str, Any]:
+    """The recipe as sections of rows: every key, this run's value, the study's where it differs, the
+    help text of :mod:`idfu_lab.config`."""
     values = _flatten(config.to_dict())
     study = _paper_recipe()
-    helps = {key: help_text for key, _default, help_text in describe()}
-    sections: dict[str, list[str]] = {}
-    for key in helps:
+    sections: dict[str, list[dict[str, Any]]] = {}
+    for key, _default, help_text in describe():
         if key.startswith("model.tiny.") and config.model.name_or_path != "tiny":
             continue  # the tiny model's shape means nothing for a Hub model
         section = key.split(".")[0] if "." in key else ""
-        sections.setdefault(section, []).append(key)
-    intro = (
-        f"The recipe of this run (profile **{config.profile}**), read from its `config.yaml`: every key, "
-        "every default written out."
-    )
-    if study is not None and config.profile != "paper":
-        intro += (
-            " A value in bold differs from the study's recipe (`configs/paper.yaml`), whose value follows it."
+        differs = study is not None and key != "description" and study.get(key) != values.get(key)
+        sections.setdefault(section, []).append(
+            {
+                "key": key.removeprefix(f"{section}.") if section else key,
+                "value": values.get(key),
+                "study": study.get(key) if study is not None else None,
+                "differs": differs,
+                "help": help_text,
+            }
         )
-    elif study is not None:
-        intro += " A value in bold differs from `configs/paper.yaml` as shipped, whose value follows it."
-    lines = [intro, ""]
-    titles = {
-        "": "Run",
-        "model": "Model and quantisation",
-        "data": "Preference pairs",
-        "lora": "LoRA adapter (PEFT)",
-        "dpo": "DPO (TRL)",
-        "generation": "Generation",
-        "evaluation": "Evaluation",
-        "audit": "Pair audit",
+    return {
+        "study_known": study is not None,
+        "sections": [
+            {"name": name, "title": SECTION_TITLES.get(name, name), "rows": rows}
+            for name, rows in sections.items()
+        ],
     }
-    for section, keys in sections.items():
-        title = titles.get(section, section)
-        lines += [f"### {title}" + (f" (`{section}`)" if section else ""), ""]
-        lines += ["| key | this run | what it sets |", "|---|---|---|"]
-        for key in keys:
-            shown = key.removeprefix(f"{section}.") if section else key
-            cell = _md_cell(values.get(key))
-            if study is not None and key != "description" and study.get(key) != values.get(key):
-                cell = f"**{cell}** (study: {_md_cell(study.get(key))})"
-            lines.append(f"| `{shown}` | {cell} | " + helps[key].replace("|", "\\|") + " |")
-        lines.append("")
-    return "\n".join(lines)
+
+
+def _when(stamp: Any) -> str:
+    """A timestamp as ISO 8601 (seconds, UTC); epoch seconds from older manifests are converted."""
+    if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+        return _dt.datetime.fromtimestamp(stamp, _dt.UTC).isoformat(timespec="seconds")
+    return str(stamp) if stamp else "not recorded"
+
+
+def _step_seconds(manifest: dict[str, Any]) -> float:
+    return sum(float(s.get("seconds", 0) or 0) for s in manifest.get("steps", {}).values())
 
 
 def _relative_to_repo(path: str | None) -> str | None:
@@ -421,100 +510,56 @@ def _relative_to_repo(path: str | None) -> str | None:
         return path
 
 
-def _when(stamp: Any) -> str:
-    if isinstance(stamp, int | float):
-        return _dt.datetime.fromtimestamp(stamp, _dt.UTC).isoformat(timespec="seconds")
-    return str(stamp) if stamp else "not recorded"
-
-
-def _step_seconds(manifest: dict[str, Any]) -> float:
-    return sum(float(s.get("seconds", 0) or 0) for s in manifest.get("steps", {}).values())
-
-
-def provenance_markdown(contents: RunContents) -> str:
-    """Where the run came from: commit, packages, data hashes, device, times, per seed."""
+def provenance_context(contents: RunContents) -> dict[str, Any]:
+    """Where the run came from: commit, packages, data hashes, device, times, per seed and per step."""
     m = contents.manifest
-    git = m.get("git") or {}
-    sha = git.get("sha")
-    if sha is None:
-        commit = "not recorded (the run was not made from a git checkout with a commit)"
-    else:
-        commit = f"`{sha}`"
-        if git.get("dirty"):
-            commit += (
-                " — **dirty**: the working tree had uncommitted changes, so the code that produced these "
-                "results is not exactly that commit"
-            )
-        else:
-            commit += " (clean working tree)"
-    device = m.get("device") or {}
-    dev = ", ".join(f"{k} {v}" for k, v in device.items()) or "not recorded"
-    lines = [
-        f"| | run `{contents.name}` |",
-        "|---|---|",
-        f"| profile | `{m.get('profile', contents.config.profile)}` |",
-        f"| recipe | `{_relative_to_repo(m.get('config_source')) or 'not recorded'}` |",
-        f"| config hash | `{m.get('config_hash', 'not recorded')}` |",
-        f"| commit | {commit} |",
-        f"| device | {dev} |",
-        f"| seeds in this book | {', '.join(str(s) for s in contents.seeds)} |",
-        f"| started | {_when(m.get('started'))} |",
-        f"| last updated | {_when(m.get('updated'))} |",
-        "",
-        "### Package versions",
-        "",
-        "| package | version |",
-        "|---|---|",
-    ]
-    for name, version in (m.get("packages") or {}).items():
-        lines.append(f"| `{name}` | {_md_cell(version) if version else 'not installed'} |")
-    lines += ["", "### Data hashes (SHA-256)", "", "| data | hash |", "|---|---|"]
-    for name, digest in (m.get("data_hashes") or {}).items():
-        lines.append(f"| `{name}` | `{digest}` |")
-    lines += [
-        "",
-        "### Seeds",
-        "",
-        "Each seed is an independent training run with its own manifest (`seed-<s>/manifest.json`).",
-        "",
-        "| seed | config hash matches the run | started | last updated | notebook time (s) |",
-        "|---|---|---|---|---|",
-    ]
+    common = set(m) | {"steps", "seed", "started", "updated", "finished"}
+    seeds = []
     for s in contents.seeds:
         sm = contents.seed_manifests.get(s, {})
-        match = "yes" if sm.get("config_hash") == m.get("config_hash") else "**no**"
-        lines.append(
-            f"| {s} | {match} | {_when(sm.get('started'))} | {_when(sm.get('updated'))} | {_step_seconds(sm):.1f} |"
+        extra = _flatten({k: v for k, v in sm.items() if k not in common})
+        seeds.append(
+            {
+                "seed": s,
+                "matches": sm.get("config_hash") == m.get("config_hash"),
+                "started": sm.get("started"),
+                "updated": sm.get("updated"),
+                "seconds": _step_seconds(sm),
+                "extra": extra,
+            }
         )
-    common = set(m) | {"steps", "seed", "started", "updated", "finished"}
-    extras = {
-        s: {k: v for k, v in contents.seed_manifests.get(s, {}).items() if k not in common}
-        for s in contents.seeds
-    }
-    for s, extra in extras.items():
-        if extra:
-            lines += ["", f"Seed {s} also records:", ""]
-            for key, value in _flatten(extra).items():
-                lines.append(f"- `{key}`: {_md_cell(value)}")
-    lines += [
-        "",
-        "### Steps",
-        "",
-        "Each finished step is recorded with the config hash it ran for; a re-run skips it only when "
-        "the hash matches and its outputs still exist.",
-        "",
-        "| where | step | finished | seconds |",
-        "|---|---|---|---|",
-    ]
+    steps = []
     scoped = [("run", m)] + [(f"seed {s}", contents.seed_manifests.get(s, {})) for s in contents.seeds]
     for where, manifest in scoped:
         for step, rec in (manifest.get("steps") or {}).items():
             seconds = rec.get("seconds")
-            lines.append(
-                f"| {where} | `{step}` | {_when(rec.get('finished'))} | "
-                f"{'' if seconds is None else f'{float(seconds):.1f}'} |"
+            steps.append(
+                {
+                    "where": where,
+                    "step": step,
+                    "finished": rec.get("finished"),
+                    "seconds": None if seconds is None else float(seconds),
+                }
             )
-    return "\n".join(lines) + "\n"
+    device = m.get("device") or {}
+    return {
+        "manifest": m,
+        "recipe": _relative_to_repo(m.get("config_source")),
+        "git": {"sha": None, "dirty": None} | (m.get("git") or {}),
+        "device": ", ".join(f"{k} {v}" for k, v in device.items()),
+        "packages": m.get("packages") or {},
+        "data_hashes": m.get("data_hashes") or {},
+        "seeds": seeds,
+        "steps": steps,
+    }
+
+
+def outcomes_context() -> list[dict[str, Any]]:
+    """The verdict categories, from :mod:`idfu_lab.outcomes` (the executor's own list and wording)."""
+    from idfu_lab.outcomes import DESCRIPTIONS, STUDY_CATEGORIES, Outcome
+
+    order = list(STUDY_CATEGORIES) + [o for o in Outcome if o not in STUDY_CATEGORIES]
+    return [{"name": o.value, "description": DESCRIPTIONS[o], "study": o in STUDY_CATEGORIES} for o in order]
 
 
 def _count_lines(path: Path) -> int | None:
@@ -524,360 +569,45 @@ def _count_lines(path: Path) -> int | None:
         return sum(1 for line in fh if line.strip())
 
 
-def run_note_markdown(contents: RunContents) -> str:
-    """The intro's banner: what produced this book, and how much its numbers can mean."""
-    cfg = contents.config
-    device = contents.manifest.get("device") or {}
-    where = device.get("gpu") or ("a CUDA GPU" if device.get("cuda") else "a CPU")
-    seeds = ", ".join(str(s) for s in contents.seeds)
-    n_pairs = _count_lines(RunLayout(contents.dir).train_pairs)
-    pairs = f"{n_pairs} preference pairs" if n_pairs is not None else "the configured preference pairs"
-    if cfg.profile == "tiny" and cfg.evaluation.benchmark == "mini":
-        t = cfg.model.tiny
-        return (
-            ":::{admonition} Produced by the miniature on a CPU\n:class: warning\n\n"
-            f"This book was built from the run `{contents.name}` of the **tiny** profile, the miniature: a small "
-            f"Qwen2-architecture model ({t.num_hidden_layers} layers, hidden size {t.hidden_size}, a "
-            f"{t.vocab_size}-token vocabulary), warmed up on a CPU on the train split of the project's own `mini` "
-            f"benchmark, with answers in the mixed styles of a real instruct model; then trained with DPO on "
-            f"{pairs} curated from its own samples, and evaluated on mini's 164 eval problems, all on {where} "
-            f"(seeds: {seeds}).\n\n"
-            "**Its effects are real, measured by the same code as a `paper` run; its habits are not a real "
-            "model's.** Its warm-up put them there (a standard-library name used without its import, a "
-            "self-test appended after the function, a subtly wrong body, in proportions that differ by task "
-            "family). So the miniature shows *how* the method detects and removes such habits, not that DPO "
-            "fixes Qwen2.5-Coder: the study's numbers come from the `paper` profile on a GPU "
-            "(see {doc}`/book/reproducibility`).\n"
-            ":::\n"
-        )
-    if cfg.profile == "tiny":
-        t = cfg.model.tiny
-        return (
-            ":::{admonition} Produced by a tiny model on a CPU\n:class: warning\n\n"
-            f"This book was built from the run `{contents.name}` of a **tiny** recipe: a small "
-            f"Qwen2-architecture model ({t.num_hidden_layers} layers, hidden size {t.hidden_size}, a "
-            f"{t.vocab_size}-token vocabulary), built offline and trained with DPO on {pairs} from a "
-            f"hand-written fixture, then evaluated on `{cfg.evaluation.benchmark}`, all on {where} "
-            f"(seeds: {seeds}).\n\n"
-            "**Its numbers exercise the machinery only.** They say nothing about DPO, about curated "
-            "pairs or about Qwen2.5-Coder: the pipeline, the checks and the pages are real, the model is "
-            "not. The study's numbers come from the `paper` profile on a GPU "
-            "(see {doc}`/book/reproducibility`).\n"
-            ":::\n"
-        )
-    if is_compare(contents.dir):  # imported generations: no model, no pairs, no training here
-        from idfu_lab.analysis.compare import sentence
-
-        return (
-            f":::{{admonition}} Run `{contents.name}`: a comparison\n:class: note\n\n"
-            f"{sentence(contents.dir)} Judged on {where}.\n:::\n"
-        )
-    kind = "the study's recipe" if cfg.profile == "paper" else "a custom recipe"
-    text = (
-        f":::{{admonition}} Run `{contents.name}`\n:class: note\n\n"
-        f"This book reports the run `{contents.name}` of {kind} (profile **{cfg.profile}**): model "
-        f"`{cfg.model.name_or_path}`, {pairs}, seeds {seeds}, on {where}."
-    )
-    if cfg.description:
-        text += f" {cfg.description}"
-    return text + "\n:::\n"
-
-
-def outcomes_markdown() -> str:
-    """The verdict categories, from :mod:`idfu_lab.outcomes` (the executor's own list and wording)."""
-    from idfu_lab.outcomes import DESCRIPTIONS, STUDY_CATEGORIES, Outcome
-
-    order = list(STUDY_CATEGORIES) + [o for o in Outcome if o not in STUDY_CATEGORIES]
-    lines = ["| category | what happened | reported by the study |", "|---|---|---|"]
-    for outcome in order:
-        study = "yes" if outcome in STUDY_CATEGORIES else ""
-        lines.append(f"| `{outcome.value}` | {DESCRIPTIONS[outcome].replace('|', chr(92) + '|')} | {study} |")
-    return "\n".join(lines) + "\n"
-
-
-def _paste(notebook: str, key: str, fmt: str) -> str:
+def _paste(notebook: str, key: str, fmt: str = "") -> str:
+    # ``{glue:text}`` reads ``path::key:format``; the last colon is needed even with no format
     return f"{{glue:text}}`/{RESULTS_DIR.as_posix()}/{notebook}::{key}:{fmt}`"
-
-
-class _Quote:
-    """Glue references to one notebook's values, or None where the value is missing or not finite.
-
-    The walkthrough's *See it in this run* sections are built from these: a sentence appears only when
-    every number it quotes exists in the run, and each number is pasted by glue, never written here.
-    """
-
-    def __init__(self, notebook: str, values: dict[str, str]) -> None:
-        self.notebook, self.values = notebook, values
-
-    def __call__(self, key: str, fmt: str = "") -> str | None:
-        if key not in self.values:
-            return None
-        if fmt and fmt[-1] in "eEfFgGn%bcdoxX" and _number(self.values[key]) is None:
-            return None
-        return _paste(self.notebook, key, fmt)
-
-    def all(self, *items: tuple[str, str]) -> list[str] | None:
-        quoted = [self(key, fmt) for key, fmt in items]
-        return None if any(q is None for q in quoted) else quoted  # type: ignore[return-value]
 
 
 def _doc(rel: str, label: str) -> str:
     return f"{{doc}}`{label} </{RESULTS_DIR.as_posix()}/{rel.removesuffix('.ipynb')}>`"
 
 
-def walkthrough_markdown(contents: RunContents, glued: dict[str, dict[str, str]]) -> dict[str, str]:
-    """The *See it in this run* section of each walkthrough page, from the run's glued values.
+class NotebookQuote:
+    """One executed notebook of the run as the page templates see it.
 
-    Per-seed numbers come from the run's first seed; the results overview links the others.
+    A template writes a sentence only when :meth:`has` says every number it quotes exists and is finite,
+    and pastes each number with :meth:`paste` (a ``{glue:text}`` reference): the number itself is never
+    written by Python, and an undefined one is never printed as ``nan``.
     """
-    seed = contents.seeds[0]
-    others = (
-        " The other seeds' pages are listed in the {doc}`results overview </book/_generated/results>`."
-        if len(contents.seeds) > 1
-        else ""
-    )
 
-    def nb(stem: str) -> tuple[str, _Quote]:
-        rel = f"{stem}.ipynb" if stem in (*ONCE_BEFORE, *ONCE_AFTER) else f"seed-{seed}/{stem}.ipynb"
-        return rel, _Quote(rel, glued.get(rel, {}))
+    def __init__(self, rel: str, values: dict[str, str]) -> None:
+        self.rel, self.values = rel, values
 
-    pages: dict[str, list[str]] = {}
-    comparing = not any(rel.endswith("02_training.ipynb") for rel in glued)
+    def value(self, key: str) -> float | None:
+        """The glued number, or None (not glued, not a number, NaN or infinite)."""
+        return _number(self.values.get(key))
 
-    rel, q = nb("01_data_audit")
-    text = [f"The {_doc(rel, 'data audit')} checks this run's pair set."]
-    counts = q.all(("n_pairs", "d"), ("chosen_pass", "d"), ("rejected_fail", "d"), ("parity_violations", "d"))
-    if counts:
-        text.append(
-            f"Of its {counts[0]} pairs, the chosen side passed its tests {counts[1]} times and the rejected side "
-            f"failed {counts[2]} times: {counts[3]} parity violation(s)."
-        )
-    flags = q.all(("near_duplicates", "d"), ("contaminated", "d"), ("suspected_synthetic", "d"))
-    if flags:
-        text.append(
-            f"It found {flags[0]} near-duplicate(s), {flags[1]} pair(s) overlapping HumanEval and {flags[2]} "
-            "rejected side(s) that look injected."
-        )
-    kept = q.all(("n_train_pairs", "d"))
-    mix = q.all(("train_rejected_name_error", "d"), ("train_rejected_assertion_fail", "d"))
-    if kept and mix:
-        text.append(
-            f"Training used {kept[0]} pairs, whose rejected sides fail with NAME_ERROR {mix[0]} times and with "
-            f"ASSERTION_FAIL {mix[1]} times: the failures training can push away from."
-        )
-    if contents.config.data.pairs == CURATE:
-        text.append(
-            "These pairs were curated in the same notebook from the model's own samples, by the gates the "
-            "audit re-runs, so every pair should keep its parity."
-        )
-    elif contents.config.profile == "tiny":
-        text.append(
-            "The tiny recipe's pairs are a small hand-written fixture, so the audit runs on known answers."
-        )
-    if not comparing:
-        pages["pairs"] = text
+    def has(self, *keys: str) -> bool:
+        """Every key is glued as a finite number."""
+        return all(self.value(k) is not None for k in keys)
 
-    rel, q = nb("02_training")
-    text = [f"Seed {seed}'s {_doc(rel, 'training notebook')} plots these quantities at every step."]
-    steps = q.all(("train_steps", "d"), ("train_n_pairs", "d"))
-    if steps:
-        text.append(f"It ran {steps[0]} optimizer steps on {steps[1]} pairs.")
-    end = q.all(("train_final_loss", ".4f"), ("train_reward_accuracy", ".2f"))
-    if end:
-        text.append(
-            f"At the last step the loss was {end[0]} (it starts at log 2, about 0.6931) and the reward accuracy "
-            f"{end[1]}."
-        )
-    margin = q.all(("train_mean_margin", ".3f"), ("train_share_margin_positive", ".0%"))
-    if margin:
-        text.append(
-            f"After training, the mean margin over the training pairs is {margin[0]}, and {margin[1]} of the "
-            "pairs have a positive one."
-        )
-    if not comparing:  # a comparison of imported generations trains nothing: no pairs, no DPO pages
-        pages["dpo"] = [*text, others.strip()] if others else text
+    def has_text(self, *keys: str) -> bool:
+        """Every key is glued with a non-empty value (text)."""
+        return all(str(self.values.get(k, "")).strip().strip("'\"") for k in keys)
 
-    rel, q = nb("03_evaluation")
-    text = [
-        f"Seed {seed}'s {_doc(rel, 'evaluation')} shows a reply, the program built from it and its verdict."
-    ]
-    rates = q.all(("n_problems", "d"), ("pass1_base", ".2f"), ("pass1_tuned", ".2f"))
-    if rates:
-        text.append(
-            f"On {rates[0]} problems, pass@1 was {rates[1]} % for the base model and {rates[2]} % for the tuned one."
-        )
-    spread = q.all(
-        ("policy_spread_base", ".2f"), ("policy_spread_tuned", ".2f"), ("changed_verdicts_max", "d")
-    )
-    if spread:
-        text.append(
-            f"Re-judging the same replies under every post-processing and import policy moved pass@1 by up to "
-            f"{spread[0]} points (base) and {spread[1]} points (tuned), and changed up to {spread[2]} verdicts: "
-            "the harness is part of the measurement."
-        )
-    pages["verdicts"] = text
+    def paste(self, key: str, fmt: str = "") -> str:
+        if key not in self.values:
+            raise BookError(f"a page template quotes '{key}' from {self.rel}, which does not glue it")
+        return _paste(self.rel, key, fmt)
 
-    rel, q = nb("04_failure_taxonomy")
-    text = [f"Seed {seed}'s {_doc(rel, 'taxonomy')} counts every verdict by category and phase."]
-    moved = q.all(
-        ("name_error_base", "d"),
-        ("name_error_tuned", "d"),
-        ("assertion_fail_base", "d"),
-        ("assertion_fail_tuned", "d"),
-        ("type_error_base", "d"),
-        ("type_error_tuned", "d"),
-    )
-    if moved:
-        text.append(
-            f"Base → tuned: NAME_ERROR {moved[0]} → {moved[1]}, ASSERTION_FAIL {moved[2]} → {moved[3]}, "
-            f"TYPE_ERROR {moved[4]} → {moved[5]}."
-        )
-    failures = q.all(("failures_base", "d"), ("failures_tuned", "d"))
-    if failures:
-        text.append(f"All failures: {failures[0]} → {failures[1]}.")
-    collapse = q.all(("collapse_flags", "d"))
-    if collapse:
-        text.append(f"Categories flagged as a possible sign of collapse: {collapse[0]}.")
-    pages["taxonomy"] = [*text, others.strip()] if others else text
-
-    rel, q = nb("05_delta_tracing")
-    text = [f"Seed {seed}'s {_doc(rel, 'delta tracing')} lists the changed problems with their labels."]
-    trans = q.all(("fail_to_pass", "d"), ("pass_to_fail", "d"), ("fail_to_fail_changed", "d"))
-    if trans:
-        text.append(f"Fixed: {trans[0]}; broken: {trans[1]}; still failing, in another category: {trans[2]}.")
-    people = q.all(("human_judged", "d"), ("human_agree", "d"))
-    if people:
-        text.append(
-            f"A person has judged {people[0]} of them so far, agreeing with the rules' labels on {people[1]}; "
-            f"their labels are in `annotations/{contents.name}/seed-{seed}.csv`."
-        )
-    pages["delta_tracing"] = text
-
-    text = [f"Seed {seed}'s {_doc(rel, 'delta tracing')} states the split for this run:"]
-    sentence = q("split_sentence")
-    if sentence:
-        text.append(f"“{sentence}”")
-    text.append(f"The {_doc('06_summary.ipynb', 'summary')} brings the seeds together.")
-    pages["gains"] = text
-
-    return {name: "\n\n".join(t for t in lines if t) + "\n" for name, lines in pages.items()}
-
-
-def significance_markdown(summary: dict[str, str]) -> str:
-    """The significance page's *In this run* section: the run's own numbers, pasted from notebook 06.
-
-    Which sentences appear depends on the values (a standard error of zero, or a detectable effect
-    that is undefined because the base model solves nothing, is said in words, never printed as
-    ``nan``); the numbers themselves are always pasted by glue.
-    """
-    nb = "06_summary.ipynb"
-    num = {k: _number(v) for k, v in summary.items()}
-    lines: list[str] = []
-
-    def have(*keys: str) -> bool:
-        return all(num.get(k) is not None for k in keys)
-
-    if have("pass1_base_mean", "pass1_tuned_mean"):
-        seeds = f" over {_paste(nb, 'n_seeds_used', 'd')} seed(s)" if have("n_seeds_used") else ""
-        lines.append(
-            f"Mean pass@1{seeds}: base **{_paste(nb, 'pass1_base_mean', '.2f')} %**, tuned "
-            f"**{_paste(nb, 'pass1_tuned_mean', '.2f')} %**."
-        )
-    base = num.get("pass1_base_mean")
-    if have("se_one_run_pp") and num["se_one_run_pp"] > 0:
-        lines.append(
-            f"At this base rate one run's standard error is **{_paste(nb, 'se_one_run_pp', '.2f')} points**."
-        )
-    elif base is not None and base in (0.0, 100.0):
-        lines.append(
-            "The base model's pass@1 is at the edge of the scale, where the standard-error formula gives zero "
-            "and no detectable effect is defined: a model that solves nothing (or everything) gives the "
-            "statistics nothing to work with."
-        )
-    mde = []
-    if have("mde_pp"):
-        mde.append(f"**{_paste(nb, 'mde_pp', '.2f')} points** for two independent runs")
-    if have("mde_paired_pp"):
-        at = (
-            f" (at the observed {_paste(nb, 'discordance_pct', '.1f')} % discordant problems)"
-            if have("discordance_pct")
-            else ""
-        )
-        mde.append(f"**{_paste(nb, 'mde_paired_pp', '.2f')} points** paired{at}")
-    if mde:
-        lines.append("The minimum detectable effect is " + " and ".join(mde) + ".")
-    if have("pooled_diff_pp", "pooled_ci_low_pp", "pooled_ci_high_pp"):
-        text = (
-            f"Pooled over seeds, tuned minus base is **{_paste(nb, 'pooled_diff_pp', '+.2f')} points**, "
-            f"interval [{_paste(nb, 'pooled_ci_low_pp', '+.2f')}, {_paste(nb, 'pooled_ci_high_pp', '+.2f')}]"
-        )
-        if have("pooled_p_value"):
-            text += f", p = {_paste(nb, 'pooled_p_value', '.3g')}"
-        lines.append(text + ".")
-    if not lines:
-        lines.append("The run's summary notebook glued none of the numbers this section quotes.")
-    lines.append(
-        f"\nThe {{doc}}`summary </{RESULTS_DIR.as_posix()}/06_summary>` gives the paired test and the interval "
-        "for every seed, and how each number was computed."
-    )
-    return "\n\n".join(lines) + "\n"
-
-
-def results_markdown(contents: RunContents, glued: dict[str, dict[str, str]]) -> str:
-    """The Results overview: one row per seed with links to its notebooks, and its headline numbers."""
-    seeds = contents.seeds
-    plan = (
-        "The evaluation, taxonomy and delta notebooks run once per compared file (in a training seed's "
-        "place: seed 1 is the first file compared with the base), the summary once over them all:"
-        if is_compare(contents.dir)
-        else "The audit runs once, the next four notebooks once per seed, the summary once over all seeds:"
-    )
-    lines = [
-        f"# Results of run `{contents.name}`",
-        "",
-        "```{include} run_note.md",
-        "```",
-        "",
-        "The pages in this part are the notebooks exactly as papermill executed them in the run "
-        f"(only their titles gained the seed). {plan}",
-        "",
-    ]
-    if "01_data_audit.ipynb" in contents.notebooks:
-        lines.append(
-            f"- {{doc}}`Data audit </{RESULTS_DIR.as_posix()}/01_data_audit>`: the pair set the training used"
-        )
-    headers = {"02_training": "training", "03_evaluation": "evaluation"}
-    headers |= {"04_failure_taxonomy": "failure taxonomy", "05_delta_tracing": "delta tracing"}
-    present = {rel.split("/")[-1].removesuffix(".ipynb") for rel in contents.notebooks}
-    headers = {stem: label for stem, label in headers.items() if stem in present}
-    lines += [f"- Seed {s}: " + ", ".join(_seed_links(s, headers)) for s in seeds]
-    lines += [
-        f"- {{doc}}`Summary over seeds </{RESULTS_DIR.as_posix()}/06_summary>`: "
-        "means, intervals and the paired test",
-        "",
-    ]
-    columns: list[tuple[str, str, str, str]] = []
-    for stem, keys in HEADLINE_KEYS.items():
-        for key, label, fmt in keys:
-            if all(key in glued.get(f"seed-{s}/{stem}.ipynb", []) for s in seeds):
-                columns.append((stem, key, label, fmt))
-    if columns:
-        lines += [
-            "Per seed, as each seed's notebooks computed them (n/a: not defined for this run):",
-            "",
-            "| seed | " + " | ".join(c[2] for c in columns) + " |",
-            "|---|" + "---|" * len(columns),
-        ]
-        for s in seeds:
-            cells = [
-                _paste(f"seed-{s}/{stem}.ipynb", key, fmt)
-                if _number(glued[f"seed-{s}/{stem}.ipynb"][key]) is not None
-                else "n/a"
-                for stem, key, _, fmt in columns
-            ]
-            lines.append(f"| {s} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
+    def link(self, label: str) -> str:
+        return _doc(self.rel, label)
 
 
 def is_compare(run_dir: str | Path) -> bool:
@@ -887,31 +617,212 @@ def is_compare(run_dir: str | Path) -> bool:
     return comparing(run_dir)
 
 
-def compare_markdown(contents: RunContents) -> str:
-    """What a comparison run compared: the sentence, then one row per input file with its hash."""
+def compare_context(contents: RunContents) -> dict[str, Any]:
+    """What a comparison run compared (the ``compare`` templates' facts); empty for a training run."""
+    if not is_compare(contents.dir):
+        return {"sentence": "", "columns": [], "rows": []}
     from idfu_lab.analysis.compare import describe, sentence
 
     table = describe(contents.dir)
-    lines = [
-        sentence(contents.dir),
-        "",
-        "| " + " | ".join(table.columns) + " |",
-        "|---" * len(table.columns) + "|",
-    ]
-    for row in table.itertuples(index=False):
-        lines.append("| " + " | ".join(_md_cell(v) for v in row) + " |")
-    lines += [
-        "",
-        "The SHA-256 (first 16 hex digits here, in full in the run's `compare.json` and manifests) identifies "
-        "each file: the notebooks record it, so a changed file re-runs the pages that read it.",
-    ]
-    return "\n".join(lines) + "\n"
+    return {
+        "sentence": sentence(contents.dir),
+        "columns": list(table.columns),
+        "rows": [list(row) for row in table.itertuples(index=False)],
+    }
 
 
-def _seed_links(seed: int, headers: dict[str, str]) -> list[str]:
-    return [
-        f"{{doc}}`{label} </{RESULTS_DIR.as_posix()}/seed-{seed}/{stem}>`" for stem, label in headers.items()
-    ]
+def page_context(contents: RunContents, glued: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """What the templates in ``book/templates/`` are rendered with (see its README)."""
+    cfg = contents.config
+    device = contents.manifest.get("device") or {}
+    n_pairs = _count_lines(RunLayout(contents.dir).train_pairs)
+
+    def nb(stem: str, seed: int | None = None) -> NotebookQuote:
+        rel = f"{stem}.ipynb" if seed is None else f"seed-{seed}/{stem}.ipynb"
+        if rel not in glued:
+            raise BookError(f"a page template refers to {rel}, which is not in the book")
+        return NotebookQuote(rel, glued[rel])
+
+    def glued_by_every_seed(column: Sequence[str]) -> bool:
+        stem, key = column[0], column[1]
+        return all(key in glued.get(f"seed-{s}/{stem}.ipynb", {}) for s in contents.seeds)
+
+    run = {
+        "name": contents.name,
+        "profile": cfg.profile,
+        "toy": is_toy(cfg),
+        "seeds": contents.seeds,
+        "first_seed": contents.seeds[0],
+        "where": device.get("gpu") or ("a CUDA GPU" if device.get("cuda") else "a CPU"),
+        "n_pairs": n_pairs,
+        "pairs": f"{n_pairs} preference pairs" if n_pairs is not None else "the configured preference pairs",
+        "config": cfg,
+        "benchmark": cfg.evaluation.benchmark,
+        "miniature": cfg.evaluation.benchmark == "mini",
+        "curated": cfg.data.pairs == CURATE,
+        "compare": is_compare(contents.dir),
+    }
+    return {
+        "compare": compare_context(contents),
+        "run": run,
+        "nb": nb,
+        "glued_by_every_seed": glued_by_every_seed,
+        "recipe": recipe_context(cfg),
+        "provenance": provenance_context(contents),
+        "outcomes": outcomes_context(),
+    }
+
+
+def template_environment(root: Path) -> Any:
+    """Jinja for Markdown: no HTML escaping, an undefined name is an error, blocks leave no blank lines."""
+    import jinja2
+
+    folder = root / TEMPLATES_DIR
+    if not folder.is_dir():
+        raise BookError(f"{folder} is missing: the book's page templates live there")
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folder),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["cell"] = _md_cell
+    env.filters["escape_pipes"] = lambda text: str(text).replace("|", "\\|")
+    env.filters["when"] = _when
+    env.tests["glued_by_every_seed"] = lambda column: False  # replaced per run in render_pages
+    return env
+
+
+def _tidy(text: str) -> str:
+    """At most one blank line in a row, one final newline (templates' conditional blocks leave gaps)."""
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def _render(env: Any, name: str, context: dict[str, Any]) -> str:
+    import jinja2
+
+    try:
+        return _tidy(env.get_template(name).render(**context))
+    except jinja2.TemplateError as e:
+        line = getattr(e, "lineno", None)
+        raise BookError(f"{TEMPLATES_DIR / name}{f', line {line}' if line else ''}: {e}") from None
+
+
+def render_pages(root: Path, contents: RunContents, glued: dict[str, dict[str, str]]) -> dict[str, str]:
+    """Every page template (``book/templates/**/*.md``, except ``README.md`` and ``_partials``), rendered
+    for this run: ``{relative path: Markdown}``."""
+    env = template_environment(root)
+    context = page_context(contents, glued)
+    env.tests["glued_by_every_seed"] = context["glued_by_every_seed"]
+    pages: dict[str, str] = {}
+    for name in env.list_templates(extensions=["md"]):
+        if name == "README.md" or Path(name).name.startswith("_"):
+            continue
+        pages[name] = _render(env, name, context)
+    return pages
+
+
+def results_note(root: Path, contents: RunContents) -> str:
+    """The note every results page of this run carries under its title (empty for a real model)."""
+    text = _render(template_environment(root), "results_note.md", page_context(contents, {}))
+    return text if text.strip() else ""
+
+
+# --------------------------------------------------------------------------- table of contents
+
+
+def _toc_items(toc: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    """Every entry of a jb-book ``_toc.yml`` that can hold ``file``/``glob`` keys, in reading order."""
+
+    def walk(items: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        for item in items:
+            yield item
+            for key in ("sections", "chapters"):
+                yield from walk(item.get(key, []))
+
+    for part in toc.get("parts", []):
+        yield from walk(part.get("chapters", []))
+    yield from walk(toc.get("chapters", []))
+
+
+def run_toc(
+    toc: dict[str, Any],
+    seeds: Sequence[int],
+    titles: dict[str, str] | None = None,
+    per_seed: Sequence[str] = PER_SEED,
+) -> dict[str, Any]:
+    """``_toc.yml`` with each glob over the per-seed results expanded in the run's seed order.
+
+    A glob sorts file names as strings (seed 123 before 42 before 7); a study's seeds have an order
+    (the recipe's), and the sidebar and the Next/Previous links follow it. ``titles`` (docname ->
+    text) gives an entry a shorter name in the sidebar than its page's title.
+    """
+    titles = titles or {}
+    import copy
+    import fnmatch
+
+    toc = copy.deepcopy(toc)
+    candidates = [f"{RESULTS_DIR.as_posix()}/seed-{s}/{stem}" for s in seeds for stem in per_seed]
+
+    def expand(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for item in items:
+            if "glob" in item:
+                pattern = str(item["glob"]).removesuffix(".ipynb").removesuffix(".md")
+                out += [
+                    {"file": c} | ({"title": titles[c]} if c in titles else {})
+                    for c in candidates
+                    if fnmatch.fnmatch(c, pattern)
+                ]
+                continue
+            if item.get("file") in titles:
+                item["title"] = titles[item["file"]]
+            for key in ("sections", "chapters"):
+                if key in item:
+                    item[key] = expand(item[key])
+            out.append(item)
+        return out
+
+    for part in toc.get("parts", []):
+        part["chapters"] = expand(part.get("chapters", []))
+    if "chapters" in toc:
+        toc["chapters"] = expand(toc["chapters"])
+    return toc
+
+
+def toc_docnames(toc: dict[str, Any]) -> list[str]:
+    """The pages of an expanded table of contents, in reading order (the root first)."""
+    names = [str(toc["root"])]
+    names += [str(item["file"]) for item in _toc_items(toc) if "file" in item]
+    return [n.removesuffix(".md").removesuffix(".ipynb") for n in names]
+
+
+def sidebar_titles(results: Path, rels: Iterable[str]) -> dict[str, str]:
+    """Each copied notebook's sidebar name: its title up to the colon (``Seed 42 · Training`` for
+    ``# Seed 42 · Training: DPO with LoRA, one seed``), so twelve per-seed entries stay one line each."""
+    titles = {}
+    for rel in rels:
+        nb = nbformat.read(results / rel, as_version=4)
+        for cell in nb.cells:
+            m = re.search(r"^# (.+)$", cell.source, flags=re.M) if cell.cell_type == "markdown" else None
+            if m:
+                titles[f"{RESULTS_DIR.as_posix()}/{rel.removesuffix('.ipynb')}"] = (
+                    m.group(1).split(":")[0].strip()
+                )
+                break
+    return titles
+
+
+def run_identity(contents: RunContents) -> dict[str, Any]:
+    """What tells one run from another: its name, recipe hash, start time and seeds (no machine paths)."""
+    return {
+        "run": contents.name,
+        "config_hash": contents.manifest.get("config_hash"),
+        "started": contents.manifest.get("started"),
+        "seeds": contents.seeds,
+    }
 
 
 # --------------------------------------------------------------------------- prepare and build
@@ -934,7 +845,12 @@ def prepare(run_dir: str | Path, root: str | Path | None = None) -> Prepared:
 
     ``root`` is the book's root (the folder with ``_config.yml``), the repository by default.
     ``book/results/`` and ``book/_generated/`` are emptied first, so no page of an earlier run survives.
+    Besides the pages rendered from ``book/templates/``, ``book/_generated/`` receives the pipeline
+    figure, the table of contents in the run's seed order (``_toc.yml``) and the run's identity
+    (``idfu-lab-run.json``), which :func:`build` publishes beside the HTML.
     """
+    import yaml
+
     from idfu_lab.report.plots.method import save_pipeline
 
     root = Path(root) if root else repo_root()
@@ -947,26 +863,28 @@ def prepare(run_dir: str | Path, root: str | Path | None = None) -> Prepared:
             shutil.rmtree(d)
         d.mkdir(parents=True)
 
-    keys = copy_notebooks(contents, results)
+    keys = copy_notebooks(contents, results, note=results_note(root, contents))
     glued = {f"{RESULTS_DIR.as_posix()}/{rel}": values for rel, values in keys.items()}
 
-    pages = {
-        "run_note.md": run_note_markdown(contents),
-        "recipe.md": recipe_markdown(contents.config),
-        "provenance.md": provenance_markdown(contents),
-        "results.md": results_markdown(contents, keys),
-        "outcomes.md": outcomes_markdown(),
-        "significance_run.md": significance_markdown(keys.get("06_summary.ipynb", {})),
-    }
-    pages |= {f"walkthrough/{name}.md": text for name, text in walkthrough_markdown(contents, keys).items()}
-    if is_compare(contents.dir):
-        pages["compare.md"] = compare_markdown(contents)
     written = []
-    for name, text in pages.items():
+    for name, text in render_pages(root, contents, keys).items():
         (generated / name).parent.mkdir(parents=True, exist_ok=True)
         (generated / name).write_text(text)
         written.append(generated / name)
     written.append(save_pipeline(generated / "pipeline.png", contents.seeds))
+    source = COMPARE_TOC if is_compare(contents.dir) else Path("_toc.yml")
+    toc = run_toc(
+        yaml.safe_load((root / source).read_text()),
+        contents.seeds,
+        sidebar_titles(results, keys),
+        per_seed=plan_for(contents.dir)[1],
+    )
+    (generated / "_toc.yml").write_text(
+        f"# Written by `idfu-lab book` from {source}: the per-seed pages in the run's seed order.\n"
+        + yaml.safe_dump(toc, sort_keys=False, allow_unicode=True)
+    )
+    (generated / STAMP_NAME).write_text(json.dumps(run_identity(contents), indent=2) + "\n")
+    written += [generated / "_toc.yml", generated / STAMP_NAME]
     refs = check_glue_references(root, glued)
     logger.info(
         "book prepared from %s: %d notebooks, %d generated files, %d glued references",
@@ -1023,18 +941,19 @@ def build(
 ) -> BuildResult:
     """Prepare the book from ``run_dir`` (default: the latest run) and build its HTML.
 
-    Runs ``jupyter-book build ROOT -W -n --keep-going --all``: a warning, a broken reference or a
+    Runs ``jupyter-book build ROOT --toc book/_generated/_toc.yml -W -n --keep-going --all``: a warning, a broken reference or a
     missing glue key fails the build with :class:`BookError`, which quotes the warnings and keeps the
     full log next to the output (``_build/book-build.log``).
     """
     root = Path(root) if root else repo_root()
     if prepare_first:
         prepare(run_dir or latest_run(), root)
-    elif not (root / RESULTS_DIR).is_dir():
-        raise BookError(f"{root / RESULTS_DIR} is missing: prepare the book from a run first")
-    cmd = [jupyter_book_executable(), "build", str(root), *BUILD_FLAGS]
-    if (root / GENERATED_DIR / "compare.md").exists():  # prepared from a comparison run: its own contents
-        cmd += ["--toc", str(root / COMPARE_TOC)]
+    elif not (root / GENERATED_DIR / "_toc.yml").is_file():
+        raise BookError(f"{root / GENERATED_DIR / '_toc.yml'} is missing: prepare the book from a run first")
+    html = root / "_build" / "html"
+    (html / STAMP_NAME).unlink(missing_ok=True)  # a failed build must not look like this run's book
+    toc = (GENERATED_DIR / "_toc.yml").as_posix()
+    cmd = [jupyter_book_executable(), "build", str(root), "--toc", str(root / toc), *BUILD_FLAGS]
     logger.info("building the book: %s", " ".join(cmd))
     env = dict(os.environ, PYTHONWARNINGS="ignore::DeprecationWarning")
     t0 = time.perf_counter()
@@ -1048,7 +967,6 @@ def build(
     out.mkdir(exist_ok=True)
     (out / "book-build.log").write_text(log)
     warnings = _warnings(log)
-    html = out / "html"
     if proc.returncode != 0 or not (html / "index.html").exists():
         shown = "\n  ".join(warnings[:15] or log.strip().splitlines()[-5:])
         more = f"\n  ... and {len(warnings) - 15} more" if len(warnings) > 15 else ""
@@ -1056,5 +974,6 @@ def build(
             f"the book build failed (exit {proc.returncode}, {len(warnings)} warning(s)); full log: "
             f"{out / 'book-build.log'}\n  {shown}{more}"
         )
+    shutil.copy2(root / GENERATED_DIR / STAMP_NAME, html / STAMP_NAME)
     logger.info("book built in %.1f s with %d warnings: %s", seconds, len(warnings), html / "index.html")
     return BuildResult(html_dir=html, seconds=seconds, warnings=warnings, log=log)

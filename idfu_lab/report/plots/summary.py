@@ -6,6 +6,9 @@ Each function takes a frame from :class:`idfu_lab.analysis.summary.Summary` and 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -101,9 +104,30 @@ def category_counts(counts: pd.DataFrame, labels: dict[str, str] | None = None) 
     handles, names = ax.get_legend_handles_labels()
     if labels:
         names = [labels.get(n, n) for n in names]
-    ax.legend(handles, names, title=None, fontsize="small")
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()  # seaborn's own, inside the axes: the figure's legend below replaces it
+    fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize="small", frameon=False)
     ax.tick_params(axis="x", labelrotation=30)
     ax.set_xlabel("failure category")
     ax.set_ylabel("failing problems (per draw)")
     ax.set_title("Failures by category: mean over seeds ± 1 sd, one dot per seed")
     return fig
+
+
+#: The formats each summary figure is written in: PNG to view, SVG to reuse at any size.
+FIGURE_FORMATS = ("png", "svg")
+
+
+def save_figures(figures: Mapping[str, Figure], layout) -> list[Path]:
+    """Write each named figure of the summary page to ``summary/<name>.png`` and ``.svg`` (a
+    :class:`idfu_lab.runs.RunLayout` names the files), so a reader can reuse them; the paths written."""
+    written = []
+    for name, fig in figures.items():
+        for suffix in FIGURE_FORMATS:
+            path = layout.summary_figure(name, suffix)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(
+                path, dpi=110, bbox_inches="tight", metadata={"Date": None} if suffix == "svg" else None
+            )
+            written.append(path)
+    return written

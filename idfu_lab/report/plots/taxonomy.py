@@ -15,6 +15,21 @@ from matplotlib.figure import Figure
 PALETTE = {"base": "#4c72b0", "tuned": "#dd8452"}
 
 
+def _legend_below(fig: Figure, ax, *, title: str | None = None) -> None:
+    """The legend under the axes, outside them: it never covers a bar or its count."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=min(len(labels), 4) or 1,
+        fontsize="small",
+        title=title,
+        title_fontsize="small",
+        frameon=False,
+    )
+
+
 def _empty(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
 
@@ -55,9 +70,8 @@ def outcome_bars(table: pd.DataFrame, *, title: str = "Failures by outcome: base
                         fontsize="small",
                     )
         ax.set_yticks(y, failures.index)
-        ax.legend(
-            loc="lower right", fontsize="small", title="hatched: definition phase", title_fontsize="small"
-        )
+        ax.set_xlim(0, 1.1 * failures[["base", "tuned"]].to_numpy().max())  # room for the counts
+        _legend_below(fig, ax, title="hatched: failed in the definition phase")
     ax.set_title(title)
     ax.set_xlabel("failed samples")
     ax.set_ylabel("outcome")
@@ -77,7 +91,7 @@ def subcategory_bars(subs: pd.DataFrame, *, title: str = "Sub-categories: base v
         ax.barh(y + h / 2, subs["base"], height=h, color=PALETTE["base"], label="base")
         ax.barh(y - h / 2, subs["tuned"], height=h, color=PALETTE["tuned"], label="tuned")
         ax.set_yticks(y, names)
-        ax.legend(loc="lower right", fontsize="small")
+        _legend_below(fig, ax)
     ax.set_title(title)
     ax.set_xlabel("failed samples")
     ax.set_ylabel("outcome: sub-category")
@@ -106,7 +120,7 @@ def seed_counts(seed_tab: pd.DataFrame, *, title: str = "Failure counts across s
             f"{o} *" if s is True else o for o, s in zip(failures.index, failures["stable"], strict=True)
         ]
         ax.set_xticks(x, labels, rotation=30, ha="right")
-        ax.legend(fontsize="small")
+        _legend_below(fig, ax)
     ax.set_title(title + " (* stable)")
     ax.set_xlabel("outcome")
     ax.set_ylabel("failed samples")
@@ -132,7 +146,7 @@ def label_bars(labels: pd.DataFrame, *, title: str = "Proposed causes of the cha
             ax.barh(y, labels[kind], left=left, color=colors[kind], label=kind)
             left = left + labels[kind].to_numpy()
         ax.set_yticks(y, labels.index)
-        ax.legend(loc="lower right", fontsize="small")
+        _legend_below(fig, ax)
     ax.set_title(title)
     ax.set_xlabel("changed problems carrying the label")
     ax.set_ylabel("label")
