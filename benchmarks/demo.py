@@ -5,7 +5,7 @@ resident memory of the whole process tree (the CLI, papermill's kernels, the exe
 book build) every 0.1 s; the peak of that sum is reported. The tiny model is built once beforehand, as
 ``make demo`` would have built it on an earlier run; pass ``--cold`` to include building it.
 
-    python benchmarks/demo.py [--seeds 42 123 7] [--cold]
+    python benchmarks/demo.py [--seeds 42 123 7] [--cold] [--keep runs/bench]
 """
 
 from __future__ import annotations
@@ -72,6 +72,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 123, 7])
     ap.add_argument("--cold", action="store_true", help="also build the tiny model (empty model cache)")
+    ap.add_argument(
+        "--keep", type=Path, help="run into this directory and keep it (default: a temporary one)"
+    )
     args = ap.parse_args()
 
     cli = str(Path(sys.executable).with_name("idfu-lab"))
@@ -84,7 +87,7 @@ def main() -> int:
         from idfu_lab.generation import models
 
         models.tiny_path(load_config("tiny").model.tiny)
-    run_dir = work / "tiny"
+    run_dir = args.keep.resolve() if args.keep else work / "tiny"
     seeds = [str(s) for s in args.seeds]
     steps = [
         (
