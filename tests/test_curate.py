@@ -219,3 +219,22 @@ def test_curate_on_the_tiny_model_reports_zero_pairs_and_why(tmp_path, capsys):
     cached = out.with_name("curated.jsonl.generations.jsonl")
     assert len(cached.read_text().splitlines()) == 2  # the samples are kept (a re-run resumes from them)
     assert load_problem_set(problems)["1"].entry_point == "larger"
+
+
+@pytest.mark.slow
+def test_curate_on_the_miniature_from_the_command_line(tmp_path, capsys):
+    """End to end on the default recipe: the recipe's problems (mini-train), K and temperature; honest pairs."""
+    out = tmp_path / "pairs.jsonl"
+    code = main(["curate", "--config", "tiny", "--limit", "40", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert printed.startswith("40 problems (0 with a failing reference, not used), 160 samples: ")
+    pairs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert pairs and all(p["problem_id"].startswith("MiniTrain/") for p in pairs)
+    assert len({p["problem_id"] for p in pairs}) == len(pairs)  # the recipe's one pair per problem
+    report = json.loads(out.with_name("pairs.jsonl.report.json").read_text())
+    assert report["settings"]["decoding"]["temperature"] == 1.0 and report["settings"]["samples"] == 4
+    # the audit re-runs the same gates: every curated pair keeps its parity
+    assert main(["audit", str(out), "--problems", "mini-train", "--out", str(tmp_path / "audit")]) == 0
+    audited = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    assert audited["parity_violations"] == 0 and audited["n_pairs"] == len(pairs)

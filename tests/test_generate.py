@@ -80,14 +80,16 @@ def test_greedy_is_deterministic_and_batching_does_not_change_it(cfg, loaded, pr
 
 def test_sampling_is_seeded(cfg, loaded, problems):
     model, tok = loaded
-    g = _gen(cfg, do_sample=True, temperature=1.0, max_new_tokens=10, num_samples=2, batch_size=8)
+    g = _gen(cfg, do_sample=True, temperature=1.0, max_new_tokens=24, num_samples=2, batch_size=8)
     one = generate(cfg.model, g, problems[:4], seed=42, model=model, tokenizer=tok, progress=False)
     two = generate(cfg.model, g, problems[:4], seed=42, model=model, tokenizer=tok, progress=False)
     other = generate(cfg.model, g, problems[:4], seed=123, model=model, tokenizer=tok, progress=False)
     assert len(one) == 8 and [r["sample_index"] for r in one[:2]] == [0, 1]
     assert [r["completion"] for r in one] == [r["completion"] for r in two]
     assert [r["completion"] for r in one] != [r["completion"] for r in other]
-    assert one[0]["completion"] != one[1]["completion"]  # two samples of one problem differ
+    # two samples of one problem differ (on HumanEval, which it never saw, the model sometimes
+    # answers a bare fence with certainty: not on every problem)
+    assert any(one[i]["completion"] != one[i + 1]["completion"] for i in range(0, 8, 2))
     assert {r["seed"] for r in one} == {42}
 
 

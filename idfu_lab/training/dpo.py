@@ -949,7 +949,7 @@ def train_seed(
         pd.DataFrame(history).to_csv(paths.log_history, index=False)
         with _cpu_threads(cfg.model, precision):
             raw_margins = compute_margins(
-                trainer, cfg.dpo.beta, batch_size=4 if precision["device"] == "cuda" else 8
+                trainer, cfg.dpo.beta, batch_size=4 if precision["device"] == "cuda" else 32
             )
         margins = _join_margins(raw_margins, report.kept)
         with paths.margins.open("w", encoding="utf-8") as fh:
