@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import datetime as _dt
+import functools
 import json
 import logging
 import math
@@ -631,6 +632,16 @@ def compare_context(contents: RunContents) -> dict[str, Any]:
     }
 
 
+@functools.cache
+def paper_plan() -> str:
+    """What the paper profile's run will do on an 8 GB card (``idfu-lab train --config paper --plan``),
+    as Markdown for the reproducibility page: computed offline from the recipe, no weights read."""
+    from idfu_lab.training.plan import build_plan, plan_markdown
+
+    text = plan_markdown(build_plan(load_config("paper"), card_gib=8), level=4)
+    return text.replace(str(repo_root()) + "/", "")  # the recipe's path as the repository names it
+
+
 def page_context(contents: RunContents, glued: dict[str, dict[str, str]]) -> dict[str, Any]:
     """What the templates in ``book/templates/`` are rendered with (see its README)."""
     cfg = contents.config
@@ -663,6 +674,7 @@ def page_context(contents: RunContents, glued: dict[str, dict[str, str]]) -> dic
         "compare": is_compare(contents.dir),
     }
     return {
+        "paper_plan": paper_plan,
         "compare": compare_context(contents),
         "run": run,
         "nb": nb,
