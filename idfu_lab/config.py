@@ -246,7 +246,7 @@ class EvaluationConfig:
     problems: str | None = _f(
         None,
         "the benchmark's problem file (EvalPlus .jsonl/.jsonl.gz for humaneval+/mbpp+, MBPP's file or a Hub id "
-        "for mbpp); None: EvalPlus's HUMANEVAL_OVERRIDE_PATH/MBPP_OVERRIDE_PATH or cache, the Hub's mbpp",
+        "for mbpp); None: EvalPlus's HUMANEVAL_OVERRIDE_PATH or MBPP_OVERRIDE_PATH, or its cache; the Hub's mbpp",
     )
     limit: int | None = _f(None, "evaluate only the first N problems (None: all 164)")
     postprocess: Literal["raw", "extract", "sanitize"] = _f("extract", "from reply to program")

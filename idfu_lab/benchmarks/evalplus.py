@@ -128,13 +128,19 @@ def evalplus_cache_dir() -> Path:
     return Path(root) / "evalplus"
 
 
+def _shown(path: Path | str) -> str:
+    """A path as a message shows it: the home folder as ``~`` (messages reach pages and logs)."""
+    text, home = str(path), str(Path.home())
+    return "~" + text[len(home) :] if home != "/" and text.startswith(home + "/") else text
+
+
 def _missing_message(flavour: str, looked: list[str]) -> str:
     info = _FLAVOURS[flavour]
     name = f"{info['stem']}-{info['versions'][0]}.jsonl.gz"
     return (
         f"{info['display']}: no problem file on this machine (looked in {'; '.join(looked)}). Nothing is downloaded "
         f"during a run: get {name} from {info['release']} (or run EvalPlus once where the network is "
-        f"reachable, which fills {evalplus_cache_dir()}), then pass --problems FILE, set "
+        f"reachable, which fills {_shown(evalplus_cache_dir())}), then pass --problems FILE, set "
         f"evaluation.problems in the recipe, or set {info['env']}=FILE"
     )
 
@@ -167,7 +173,7 @@ def data_file(flavour: str, problems: str | Path | None = None) -> Path:
             path = cache / f"{info['stem']}-{version}{suffix}"
             if path.is_file():
                 return path
-    looked.append(f"{cache}/{info['stem']}-*.jsonl")
+    looked.append(f"{_shown(cache)}/{info['stem']}-*.jsonl")
     raise IdfuError(_missing_message(flavour, looked))
 
 

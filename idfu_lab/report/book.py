@@ -703,6 +703,8 @@ def template_environment(root: Path) -> Any:
     env.filters["cell"] = _md_cell
     env.filters["escape_pipes"] = lambda text: str(text).replace("|", "\\|")
     env.filters["when"] = _when
+    # a 64-digit SHA-256 is wider than the column: its first 16 digits here, in full in the manifests
+    env.filters["short_hash"] = lambda text: re.sub(r"\b([0-9a-f]{16})[0-9a-f]{48}\b", r"\1…", str(text))
     env.tests["glued_by_every_seed"] = lambda column: False  # replaced per run in render_pages
     return env
 

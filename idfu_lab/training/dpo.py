@@ -1003,6 +1003,11 @@ def train_seed(
 
         # the model card always; the Hub where the recipe asks and it is reachable
         published = publish_seed(run)
+        # paths as the run names them, so the manifest (and the book) hold no machine's folders
+        published = {
+            k: run.layout.relative(v) if isinstance(v, str | Path) and Path(v).is_absolute() else v
+            for k, v in published.items()
+        }
         run.update_manifest(published=published)
         logger.info(
             "seed %s trained: %d steps in %.1f s, final loss %s, mean margin %.4f",
