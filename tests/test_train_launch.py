@@ -39,7 +39,7 @@ def test_accelerate_launch_trains_one_seed_on_cpu(tmp_path: Path) -> None:
         "--num_cpu_threads_per_process",
         "2",
         "-m",
-        "idfu_lab.training.dpo",
+        "idfu_lab.training.launch",
         "--config",
         "tiny-humaneval",
         "--seed",
