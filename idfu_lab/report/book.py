@@ -654,7 +654,8 @@ def walkthrough_markdown(contents: RunContents, glued: dict[str, dict[str, str]]
     if contents.config.data.pairs == CURATE:
         text.append(
             "These pairs were curated in the same notebook from the model's own samples, by the gates the "
-            "audit re-runs, so every pair should keep its parity."
+            "audit re-runs, so every pair should keep its parity. None was injected: a rejected side that "
+            "looks injected here is an honest one-line slip, such as a forgotten import."
         )
     elif contents.config.profile == "tiny":
         text.append(
