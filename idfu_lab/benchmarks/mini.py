@@ -4,7 +4,7 @@ Why it exists: the default (CPU) run needs a benchmark on which a model small en
 cores passes *some* problems and fails others in the ways the study counts (a standard-library name
 used without its import, a self-test appended after the function, a wrong answer). HumanEval is far
 beyond such a model. ``mini`` keeps HumanEval's format and semantics exactly — a prompt with the
-signature and a docstring (with one example), a canonical solution that continues the prompt,
+signature and a docstring saying what to return, a canonical solution that continues the prompt,
 ``def check(candidate)`` with asserts, an entry point — so every later step (the executor, the
 taxonomy, the delta tracing, the statistics) runs unchanged on it.
 
@@ -342,7 +342,10 @@ FAMILY_BY_KEY = {f.key: f for f in FAMILIES}
 
 @dataclass(frozen=True)
 class MiniTask:
-    """One problem with what it was made from (family, name, argument, constants)."""
+    """One problem with what it was made from (family, name, argument, constants).
+
+    ``examples`` are the (arguments, expected value) pairs its ``check`` asserts.
+    """
 
     task_id: str
     split: str
