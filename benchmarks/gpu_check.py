@@ -187,35 +187,6 @@ def pretokenized_trainer_class() -> type:
     return PretokenizedDPOTrainer
 
 
-def step_timer(cuda: bool) -> Any:
-    import torch
-    from transformers import TrainerCallback
-
-    class StepTimer(TrainerCallback):
-        """Wall time between the ends of consecutive optimizer steps (GPU work synchronised)."""
-
-        def __init__(self) -> None:
-            self.ends: list[float] = []
-            self.start = 0.0
-
-        def _now(self) -> float:
-            if cuda:
-                torch.cuda.synchronize()
-            return time.perf_counter()
-
-        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
-            self.start = self._now()
-
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-            self.ends.append(self._now())
-
-        def step_times(self) -> list[float]:
-            marks = [self.start, *self.ends]
-            return [b - a for a, b in zip(marks, marks[1:], strict=False)]
-
-    return StepTimer()
-
-
 # --------------------------------------------------------------------------- the checks
 
 
@@ -257,7 +228,7 @@ def train_check(
         cfg.model, for_training=True, gradient_checkpointing=d.gradient_checkpointing, precision=precision
     )
     load_s = time.perf_counter() - t_load
-    timer = step_timer(cuda)
+    timer = memory.step_timer(cuda)
     with tempfile.TemporaryDirectory() as out_dir:
         trainer = dpo.build_trainer(
             run_cfg,

@@ -127,35 +127,6 @@ def _pretokenized_trainer_class():
     return PretokenizedDPOTrainer
 
 
-def _step_timer(cuda: bool):
-    import torch
-    from transformers import TrainerCallback
-
-    class StepTimer(TrainerCallback):
-        """Wall time between the ends of consecutive optimizer steps (GPU work synchronised)."""
-
-        def __init__(self) -> None:
-            self.ends: list[float] = []
-            self.start = 0.0
-
-        def _now(self) -> float:
-            if cuda:
-                torch.cuda.synchronize()
-            return time.perf_counter()
-
-        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
-            self.start = self._now()
-
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-            self.ends.append(self._now())
-
-        def step_times(self) -> list[float]:
-            marks = [self.start, *self.ends]
-            return [b - a for a, b in zip(marks, marks[1:], strict=False)]
-
-    return StepTimer()
-
-
 def measure(
     cfg: Any,
     *,
@@ -172,6 +143,7 @@ def measure(
 
     from idfu_lab.generation import models
     from idfu_lab.training import dpo as train
+    from idfu_lab.training import memory
 
     cuda = torch.cuda.is_available()
     dpo = dataclasses.replace(
@@ -193,7 +165,7 @@ def measure(
     model = models.load_model(cfg.model, for_training=True)
     load_s = time.perf_counter() - t_load
     out_dir = Path(os.environ.get("TMPDIR", "/tmp")) / "idfu-train-throughput"
-    timer = _step_timer(cuda)
+    timer = memory.step_timer(cuda)
     t_init = time.perf_counter()
     # the project's trainer (LoRA kept fp32, the study's dtypes), fed token ids
     trainer = train.build_trainer(

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 def copy_book_sources(dest: Path) -> Path:
     """The book's committed sources (no generated pages, no results) in ``dest``: a book root to build."""
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("_config.yml", "_toc.yml"):
+    for name in ("_config.yml", "_toc.yml", "_toc_compare.yml"):
         shutil.copy2(REPO / name, dest / name)
     shutil.copytree(
         REPO / "book",

@@ -260,10 +260,13 @@ def test_compare_command_runs_the_notebooks_and_resumes(compare_run):
 
 
 @pytest.mark.slow
-def test_compare_book_builds_with_warnings_as_errors(compare_run, repo):
+def test_compare_book_builds_with_warnings_as_errors(compare_run, tmp_path):
+    from test_book import copy_book_sources
+
     from idfu_lab.report.book import build
 
-    result = build(compare_run, root=repo)
+    # a root of its own: the repository's _build (a user's book) is neither read nor overwritten
+    result = build(compare_run, root=copy_book_sources(tmp_path / "book"))
     assert result.warnings == []
     page = (result.html_dir / "book" / "compare.html").read_text()
     assert "ckpt" in page and "base.jsonl" in page and "nothing was trained" in page.lower()

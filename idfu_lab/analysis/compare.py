@@ -255,7 +255,6 @@ def evaluate_replicate(run: Run, *, progress: bool = False, force: bool = False)
     Skipped when done for the same recipe and the same input files.
     """
     from idfu_lab.analysis import evaluation as ev
-    from idfu_lab.analysis import stats
     from idfu_lab.jsonl import read_records, write_records
 
     if run.seed is None:
@@ -296,21 +295,7 @@ def evaluate_replicate(run: Run, *, progress: bool = False, force: bool = False)
             policy,
             {"model": m, "label": names[m], "seed": run.seed, "compare": True},
         )
-    summaries, transitions = [], []
-    for m in ev.MODELS:
-        table, moved = ev.sensitivity_table(judged[m], reference, label=m)
-        summaries.append(table)
-        transitions.append(moved)
-    pd.concat(summaries, ignore_index=True).to_csv(out.sensitivity, index=False)
-    pd.concat(transitions, ignore_index=True).to_csv(out.transitions, index=False)
-    frames = {m: pd.DataFrame(judged[m][reference]) for m in ev.MODELS}
-    comparison = stats.paired_comparison(
-        frames["base"],
-        frames["tuned"],
-        alpha=cfg.evaluation.alpha,
-        n_boot=cfg.evaluation.bootstrap_samples,
-        seed=run.seed,
-    )
+    frames, comparison = ev.compare_judged(judged, reference, out, cfg.evaluation, run.seed)
     summary = {
         "seed": run.seed,
         "benchmark": cfg.evaluation.benchmark,

@@ -295,6 +295,35 @@ class SeedEvaluation:
         return read_results(self.results[model])
 
 
+def compare_judged(
+    judged: Mapping[str, Mapping[tuple[str, str], list[dict[str, Any]]]],
+    reference: tuple[str, str],
+    out: SeedEvaluation,
+    evaluation: Any,
+    seed: int | None,
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Write the sensitivity tables of both models; their results under ``reference`` as frames, and
+    the paired comparison of tuned against base (the numbers notebook 03 and the summary quote)."""
+    from idfu_lab.analysis import stats
+
+    summaries, transitions = [], []
+    for m in MODELS:
+        s, t = sensitivity_table(judged[m], reference, label=m)
+        summaries.append(s)
+        transitions.append(t)
+    pd.concat(summaries, ignore_index=True).to_csv(out.sensitivity, index=False)
+    pd.concat(transitions, ignore_index=True).to_csv(out.transitions, index=False)
+    frames = {m: pd.DataFrame(judged[m][reference]) for m in MODELS}
+    comparison = stats.paired_comparison(
+        frames["base"],
+        frames["tuned"],
+        alpha=evaluation.alpha,
+        n_boot=evaluation.bootstrap_samples,
+        seed=seed,
+    )
+    return frames, comparison
+
+
 def _paths(run: Run) -> SeedEvaluation:
     for folder in (run.layout.results_dir(run.seed), run.layout.generations(run.seed, "base").parent):
         folder.mkdir(parents=True, exist_ok=True)
@@ -325,7 +354,6 @@ def evaluate_seed(
     run: Run, *, progress: bool = True, force: bool = False, sensitivity: bool = True
 ) -> SeedEvaluation:
     """Generate, judge and compare base vs tuned for ``run.seed``; resumable (see the module docstring)."""
-    from idfu_lab.analysis import stats
     from idfu_lab.generation.generate import adapter_hash, generate
 
     if run.seed is None:
@@ -387,22 +415,7 @@ def evaluate_seed(
             {"model": m, "seed": run.seed, "adapter_hash": a_hash if m == "tuned" else None},
         )
 
-    summaries, transitions = [], []
-    for m in MODELS:
-        s, t = sensitivity_table(judged[m], reference, label=m)
-        summaries.append(s)
-        transitions.append(t)
-    pd.concat(summaries, ignore_index=True).to_csv(out.sensitivity, index=False)
-    pd.concat(transitions, ignore_index=True).to_csv(out.transitions, index=False)
-
-    frames = {m: pd.DataFrame(judged[m][reference]) for m in MODELS}
-    comparison = stats.paired_comparison(
-        frames["base"],
-        frames["tuned"],
-        alpha=cfg.evaluation.alpha,
-        n_boot=cfg.evaluation.bootstrap_samples,
-        seed=run.seed,
-    )
+    frames, comparison = compare_judged(judged, reference, out, cfg.evaluation, run.seed)
     summary = {
         "seed": run.seed,
         "benchmark": cfg.evaluation.benchmark,

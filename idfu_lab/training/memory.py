@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -468,3 +469,33 @@ class TensorPeak:
             current += size
             peak = max(peak, current)
         self.peak = peak
+
+
+def step_timer(cuda: bool) -> Any:
+    """A trainer callback that records the wall time of every optimizer step (the benchmarks' clock)."""
+    import torch
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        """Wall time between the ends of consecutive optimizer steps (GPU work synchronised)."""
+
+        def __init__(self) -> None:
+            self.ends: list[float] = []
+            self.start = 0.0
+
+        def _now(self) -> float:
+            if cuda:
+                torch.cuda.synchronize()
+            return time.perf_counter()
+
+        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+            self.start = self._now()
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            self.ends.append(self._now())
+
+        def step_times(self) -> list[float]:
+            marks = [self.start, *self.ends]
+            return [b - a for a, b in zip(marks, marks[1:], strict=False)]
+
+    return StepTimer()
