@@ -17,6 +17,9 @@ RUN_DIR ?= runs/$(basename $(notdir $(CONFIG)))
 # multi-GB CUDA wheels; where nvidia-smi works, the regular (CUDA) build is installed instead.
 TORCH_CPU ?= torch==2.13.0
 PYTEST_ARGS ?=
+# Test workers (pytest-xdist): the demo run's tests are one unit on one worker, each other module a unit
+# (tests/conftest.py). 2 fits our 2-core machines; TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
 
 .PHONY: help venv demo test lab book book-check bench gpu-check lint format clean
 
@@ -49,7 +52,7 @@ demo: venv
 	@echo "book: $(abspath _build/html/index.html)"
 
 test: venv
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 # JupyterLab refuses to start as root unless told to; root is the norm in containers, so say so and pass it.
 lab: venv

@@ -61,3 +61,33 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, demo_config: Path) -> Pat
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     run_pipeline(demo_config, seeds=DEMO_SEEDS, run_dir=run_dir, progress=False)
     return run_dir
+
+
+#: The xdist group of every test that reads the session's demo run (directly or through the book's
+#: ``book_run``): one worker runs the pipeline once and all of them; the other workers take the rest.
+DEMO_GROUP = "demo_run"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Work units for ``make test`` (pytest-xdist, ``--dist loadgroup``), and their order.
+
+    Each test module is one unit, so a module's expensive fixtures (a compare run, the 3,280
+    agreement samples, a trained adapter) are made once; the tests that read the demo run are one
+    unit of their own, wherever they live. Units are handed out in the order of ``items``: the demo
+    run first (the longest chain: the model, the pipeline, the book, the browser), then modules
+    with slow tests, then the quick ones, which fill the gaps at the end. A run without xdist
+    ignores the groups and only sees this order.
+    """
+    demo_fixtures = {"demo_run", "book_run"}
+
+    def group(item: pytest.Item) -> str:
+        if demo_fixtures & set(getattr(item, "fixturenames", ())):
+            return DEMO_GROUP
+        return item.nodeid.split("::", 1)[0]
+
+    groups = {item.nodeid: group(item) for item in items}
+    slow_groups = {groups[item.nodeid] for item in items if item.get_closest_marker("slow")}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    items.sort(key=lambda item: (groups[item.nodeid] != DEMO_GROUP, groups[item.nodeid] not in slow_groups))

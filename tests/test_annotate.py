@@ -158,3 +158,32 @@ def test_widget_steps_and_writes_the_file(data, tmp_path):
     assert len(annotate.read_annotations(path)) == 2
     empty = annotate.AnnotationView({"n": 0, "tasks": {}, "problems": []}, tmp_path / "e.csv")
     assert "nothing to annotate" in empty.header.value and empty.save() is None
+
+
+def test_a_persons_label_on_judged_samples_reaches_the_split(tmp_path):
+    """Notebook 05's path on samples judged by the real executor: trace the seed, read the person's
+    file, then the split and the agreement use the person's label where there is one."""
+    from helpers import write_story_run
+
+    run_dir = tmp_path / "tiny"
+    write_story_run(run_dir, {42: "tuned"})
+    results = run_dir / "seed-42" / "results"
+    d = delta.trace_files(
+        results / "base.jsonl", results / "tuned.jsonl", out_dir=run_dir / "seed-42" / "delta"
+    )
+    assert (d["fail_to_pass"], d["pass_to_fail"]) == (3, 1)
+    judged_problem = next(p for p in d["problems"] if p["task_id"] == "HumanEval/23")
+    path = annotate.annotations_path("tiny", 42, tmp_path / "annotations")
+    annotate.write_annotations(
+        path,
+        [annotate.record(judged_problem, "self_test_removed", "the assert expected 4", "ana", "2025-05-01")],
+    )
+    judged = annotate.read_annotations(path)
+    human = annotate.human_labels(judged)
+    assert human == {"HumanEval/23": "self_test_removed"}
+    split = delta.split(d, human)
+    assert split.net_pp == pytest.approx(100 * 2 / 6)
+    stats = annotate.agreement(annotate.merge(d, judged))
+    assert stats["judged"] == 1 and stats["agree"] == 1
+    changed = annotate.changed_table(d, judged)
+    assert "the assert expected 4" in changed.to_string()

@@ -337,3 +337,30 @@ def test_program_for_rebuilds_what_ran(problems):
     assert taxonomy.program_for({"completion": "    return False\n"}, p) == p.prompt + "    return False\n"
     assert taxonomy.program_for({"solution": "def f(): pass\n"}, p) == "def f(): pass\n"
     assert taxonomy.program_for({"completion": "x = 1\n"}, None) == "x = 1\n"
+
+
+def test_the_taxonomy_of_judged_designed_samples() -> None:
+    """The study's story on six HumanEval problems judged by the real executor: the numbers notebook 04
+    glues (through :func:`taxonomy.glue_values`) name each failure for what it is."""
+    from helpers import judged_story
+
+    from idfu_lab.problems import load_humaneval
+
+    problems = load_humaneval()
+    base, tuned = judged_story("base"), judged_story("tuned")
+    table = taxonomy.compare(base, tuned)
+    subs = taxonomy.subcategory_table(base, tuned, problems)
+    flags = taxonomy.collapse_flags(base, tuned)
+    values = taxonomy.glue_values(table, subs, flags)
+    assert values["name_error_base"] == table.loc["NAME_ERROR", "base"] == 2
+    assert values["name_error_tuned"] == table.loc["NAME_ERROR", "tuned"] == 0
+    assert (
+        values["assertion_fail_base"] == 2
+        and values["self_test_base"] == 1
+        and values["wrong_answer_base"] == 1
+    )
+    assert values["missing_import_base"] == 1 and values["undefined_helper_base"] == 1
+    assert (
+        values["type_error_tuned"] == 1 and values["collapse_flags"] == 1
+    )  # TYPE_ERROR is new after training
+    assert [f.outcome for f in flags] == ["TYPE_ERROR"] and flags[0].kind == "new_category"

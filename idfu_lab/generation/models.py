@@ -26,6 +26,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from idfu_lab.config import ModelConfig, TinyModelConfig
 from idfu_lab.errors import IdfuError
 
@@ -248,17 +250,23 @@ def tiny_path(tiny: TinyModelConfig) -> Path:
     if (target / "idfu_tiny.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
-    try:
-        build_tiny(tiny, tmp)
+    # One builder at a time: a second caller (another seed's job, a parallel test worker) waits for
+    # the first build instead of repeating minutes of work. The build is still written aside and
+    # renamed into place, so a builder killed half-way leaves nothing that looks finished.
+    with FileLock(str(target) + ".lock"):
+        if (target / "idfu_tiny.json").exists():
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
         try:
-            tmp.rename(target)
-        except OSError:  # another process finished first: theirs is identical
-            if not (target / "idfu_tiny.json").exists():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            build_tiny(tiny, tmp)
+            try:
+                tmp.rename(target)
+            except OSError:  # another process finished first: theirs is identical
+                if not (target / "idfu_tiny.json").exists():
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
