@@ -111,13 +111,41 @@ def notebook_inputs(run: runs.Run, notebook: str, seed: int | None, seeds: Seque
     return inputs
 
 
+#: The longest path a Unix socket may have (``sun_path`` is 108 bytes on Linux, its NUL included).
+_SOCKET_PATH_MAX = 107
+
+
+def _ipc_prefix() -> str:
+    """A socket path prefix of this kernel's own: ``<jupyter runtime dir>/idfu-<random>-ipc``.
+
+    jupyter_client names IPC sockets ``<ip>-1`` ... ``<ip>-5``, numbering from the first free one;
+    its default ``ip`` is ``kernel-ipc`` in the working directory, so two runs started together from
+    the repository (two seeds as jobs on one node, parallel test workers) picked the same sockets and
+    talked to each other's kernels ("Invalid Signature", or worse, cells executed in the wrong
+    kernel). A random prefix in a private folder gives every kernel sockets nobody else can pick.
+    """
+    import tempfile
+    import uuid
+
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    name = f"idfu-{uuid.uuid4().hex[:12]}-ipc"
+    folder = Path(jupyter_runtime_dir())
+    if len(str(folder / name)) + 3 > _SOCKET_PATH_MAX:  # + "-NN": a deep home folder; /tmp is short
+        folder = Path(tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return str(folder / name)
+
+
 def _kernel_manager_class() -> type:
-    """Kernels reached over Unix sockets in Jupyter's runtime folder instead of localhost TCP.
+    """Kernels reached over Unix sockets of their own instead of localhost TCP.
 
     No port is opened, so no other local process can try to connect, and the kernel does not
-    print its warning about unencrypted TCP into every run's log. Where Unix sockets are not
-    available (Windows), papermill's default (TCP) is kept.
+    print its warning about unencrypted TCP into every run's log. Each kernel's sockets have a
+    random name (:func:`_ipc_prefix`), so kernels started at the same moment never share them.
+    Where Unix sockets are not available (Windows), papermill's default (TCP) is kept.
     """
+    from jupyter_client.localinterfaces import localhost
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
 
@@ -125,6 +153,10 @@ def _kernel_manager_class() -> type:
         @default("transport")
         def _default_transport(self) -> str:
             return "ipc" if os.name == "posix" else "tcp"
+
+        @default("ip")
+        def _default_ip(self) -> str:
+            return _ipc_prefix() if self.transport == "ipc" else localhost()
 
     return IPCKernelManager
 

@@ -6,9 +6,11 @@ import ast
 
 import nbformat
 import pytest
-from helpers import NOTEBOOKS
 
+from idfu_lab.config import repo_root
 from idfu_lab.pipeline import NOTEBOOKS as ORDER
+
+NOTEBOOKS = repo_root() / "notebooks"
 
 PATHS = [NOTEBOOKS / f"{name}.ipynb" for name in ORDER]
 

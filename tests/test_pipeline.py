@@ -118,3 +118,43 @@ def test_an_input_edited_in_place_reruns_its_step_and_makes_downstream_stale(tmp
     run = runs.open(config, run_dir=run_dir).for_seed(42)
     reason = run.why_not_done("notebook:02_training", notebook_inputs(run, "02_training", 42, [42]))
     assert reason == "input audit/train_pairs.jsonl changed since it ran"  # downstream is stale too
+
+
+def test_kernels_started_together_never_share_sockets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two notebooks run at the same moment (two seeds as jobs on one node, parallel test workers):
+    each kernel must answer its own client, over sockets outside the working directory."""
+    import asyncio
+
+    from idfu_lab.pipeline import _kernel_manager_class
+
+    monkeypatch.chdir(tmp_path)
+
+    async def start_ask_stop() -> tuple[list[str], list[int]]:
+        managers = [_kernel_manager_class()(kernel_name="python3") for _ in range(3)]
+        await asyncio.gather(*(km.start_kernel() for km in managers))
+        clients = [km.client() for km in managers]
+        try:
+            answers = []
+            for kc in clients:
+                kc.start_channels()
+                await kc.wait_for_ready(timeout=60)
+                seen: list[str] = []
+
+                def keep(msg: dict, seen: list[str] = seen) -> None:
+                    if msg["msg_type"] == "stream":
+                        seen.append(msg["content"]["text"])
+
+                await kc.execute_interactive("import os; print(os.getpid())", output_hook=keep, timeout=60)
+                answers.append(int("".join(seen)))
+            return [km.ip for km in managers], answers
+        finally:
+            for kc in clients:
+                kc.stop_channels()
+            await asyncio.gather(*(km.shutdown_kernel(now=True) for km in managers))
+
+    prefixes, pids = asyncio.run(start_ask_stop())
+    assert len(set(prefixes)) == 3 and all(Path(p).is_absolute() for p in prefixes)
+    assert len(set(pids)) == 3  # each client reached its own kernel
+    assert list(tmp_path.iterdir()) == []  # no socket left in the working directory
