@@ -68,26 +68,27 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, demo_config: Path) -> Pat
 DEMO_GROUP = "demo_run"
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Work units for ``make test`` (pytest-xdist, ``--dist loadgroup``), and their order.
+def _work_unit(item: pytest.Item) -> str:
+    if {"demo_run", "book_run"} & set(getattr(item, "fixturenames", ())):
+        return DEMO_GROUP
+    return item.nodeid.split("::", 1)[0]  # the module
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Work units for ``make test`` (pytest-xdist, ``--dist loadgroup``).
 
     Each test module is one unit, so a module's expensive fixtures (a compare run, the 3,280
     agreement samples, a trained adapter) are made once; the tests that read the demo run are one
-    unit of their own, wherever they live. Units are handed out in the order of ``items``: the demo
-    run first (the longest chain: the model, the pipeline, the book, the browser), then modules
-    with slow tests, then the quick ones, which fill the gaps at the end. A run without xdist
-    ignores the groups and only sees this order.
+    unit of their own, wherever they live. The mark is set here, as each test is collected, because
+    xdist reads it when collection ends. A run without xdist ignores it.
     """
-    demo_fixtures = {"demo_run", "book_run"}
+    item.add_marker(pytest.mark.xdist_group(_work_unit(item)))
 
-    def group(item: pytest.Item) -> str:
-        if demo_fixtures & set(getattr(item, "fixturenames", ())):
-            return DEMO_GROUP
-        return item.nodeid.split("::", 1)[0]
 
-    groups = {item.nodeid: group(item) for item in items}
-    slow_groups = {groups[item.nodeid] for item in items if item.get_closest_marker("slow")}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
-    items.sort(key=lambda item: (groups[item.nodeid] != DEMO_GROUP, groups[item.nodeid] not in slow_groups))
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The order units are handed out in: the demo run first (the longest chain: the model, the
+    pipeline, the book, the browser), then modules with slow tests, then the quick ones, which fill
+    the gaps at the end."""
+    units = {id(item): _work_unit(item) for item in items}
+    slow = {units[id(item)] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: (units[id(item)] != DEMO_GROUP, units[id(item)] not in slow))
