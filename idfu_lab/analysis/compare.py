@@ -141,7 +141,7 @@ def prepare(
     imports: str = "none",
     allow_missing: bool = False,
     sensitivity: bool = True,
-    timeout: float = 3.0,
+    timeout: float | str = 3.0,
     memory_mb: int = 4096,
     workers: int | None = None,
 ) -> Run:
