@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     from idfu_lab.commands.evaluate import (
         IMPORTS_CHOICES,
         POSTPROCESS_CHOICES,
-        timeout_arg,
         _positive_int,
+        timeout_arg,
     )
     from idfu_lab.problems import BENCHMARKS
 
