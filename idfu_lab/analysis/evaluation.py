@@ -319,6 +319,30 @@ def sensitivity_table(
     return summary, transitions.reset_index(drop=True)
 
 
+def time_policy_changes(summary: pd.DataFrame) -> dict[str, Any] | None:
+    """From a sensitivity summary: the run's time-limit policy, the other one, and per model how many
+    verdicts the other changes (None when the table has no time-limit row: written before time-limit
+    policies, or without the sensitivity table)."""
+    if "timeout" not in summary or not summary["reference"].any():
+        return None
+    reference = summary[summary["reference"].astype(bool)].iloc[0]
+    own = reference["timeout"]
+    other = summary[
+        (summary["timeout"] != own)
+        & (summary["postprocess"] == reference["postprocess"])
+        & (summary["imports"] == reference["imports"])
+    ]
+    if other.empty:
+        return None
+    return {
+        "policy": str(own),
+        "other": str(other["timeout"].iloc[0]),
+        "changed": {str(m): int(n) for m, n in zip(other["model"], other["changed"], strict=True)},
+        "lost": {str(m): int(n) for m, n in zip(other["model"], other["lost"], strict=True)},
+        "gained": {str(m): int(n) for m, n in zip(other["model"], other["gained"], strict=True)},
+    }
+
+
 def outcome_phase_table(results: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Counts per outcome and phase, one column per model (``{"base": df, "tuned": df}``)."""
     frames = []
