@@ -217,3 +217,49 @@ def test_evaluate_timeout_auto_on_real_samples(
     assert main(["evaluate", str(samples), "--out", str(again), "--timeout", "auto", "--no-progress"]) == 0
     meta2 = json.loads(again.with_name(again.name + ".meta.json").read_text())
     assert meta2["timeout_policy"]["calibration"]["created"] == calibration["created"]
+
+
+def test_shards_on_several_nodes_share_one_calibration_file_and_merge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from idfu_lab.errors import IdfuError
+
+    monkeypatch.setenv("IDFU_LAB_CACHE", str(tmp_path / "cache"))
+    mini = load_mini()
+    measured = cal.calibrate(mini, benchmark="mini")
+    assert measured.path is not None
+    # the file as another node sees it: measured elsewhere, used as given, with a warning
+    shared = tmp_path / "shared-calibration.json"
+    data = json.loads(measured.path.read_text())
+    data["machine"]["hostname"] = "node-01"
+    shared.write_text(json.dumps(data))
+    with caplog.at_level(logging.WARNING, logger="idfu_lab.benchmarks.calibrate"):
+        assert cal.load_calibration(shared, mini).times == measured.times
+    assert "node-01" in caplog.text
+    with pytest.raises(IdfuError, match="other problems"):
+        cal.load_calibration(shared, load_humaneval())
+    with pytest.raises(IdfuError, match="goes with --timeout auto"):
+        cal.time_policy(3.0, mini, calibration_file=shared)
+
+    samples = tmp_path / "samples.jsonl"
+    rows = [
+        {"task_id": p.task_id, "completion": p.reference[len(p.prompt) :]} for p in list(mini.values())[:6]
+    ]
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shards = []
+    for k in (1, 2):
+        out = tmp_path / f"shard-{k}.jsonl"
+        args = ["evaluate", str(samples), "--out", str(out), "--benchmark", "mini", "--timeout", "auto"]
+        args += ["--calibration", str(shared), "--shard", f"{k}/2", "--no-progress"]
+        assert main(args) == 0
+        shards.append(str(out))
+    merged = tmp_path / "merged.jsonl"
+    assert main(["evaluate-merge", *shards, "--out", str(merged)]) == 0
+    meta = json.loads(merged.with_name(merged.name + ".meta.json").read_text())
+    assert meta["timeout_policy"]["calibration"]["file"] == str(shared)
+    assert meta["timeout_policy"]["calibration"]["id"] == measured.id
+    results = [json.loads(line) for line in merged.read_text().splitlines()]
+    assert [r["task_id"] for r in results] == [r["task_id"] for r in rows] and all(
+        r["passed"] for r in results
+    )
+    assert all(r["timeout_s"] == cal.AUTO_FLOOR_S for r in results)

@@ -648,6 +648,7 @@ def evaluate_file(
     resume: bool = False,
     shard: tuple[int, int] | None = None,
     problems_file: str | Path | None = None,
+    calibration: str | Path | None = None,
 ) -> EvaluationSummary:
     """Judge a samples JSONL file; write the results JSONL and its ``.meta.json`` sidecar.
 
@@ -661,7 +662,8 @@ def evaluate_file(
     ``OUT.partial``; ``resume`` continues from it; ``shard=(K, N)`` judges every N-th row from the
     K-th (see the module docstring). ``timeout``: seconds per sample (``fixed``), or ``"auto"``: each
     task's budget calibrated on its canonical solution (:mod:`idfu_lab.benchmarks.calibrate`; measured
-    once per machine and benchmark, then read from the cache). Every row records its budget
+    once per machine and benchmark, then read from the cache; ``calibration``: a calibration file to
+    use instead, the same for every shard of a job array). Every row records its budget
     (``timeout_s``), the sidecar the policy (``timeout_policy``). Raises :class:`Interrupted` on
     SIGINT/SIGTERM/KeyboardInterrupt.
     """
@@ -677,7 +679,14 @@ def evaluate_file(
     if not positions:
         raise IdfuError(f"{samples}: shard {shard[0]}/{shard[1]} has no rows (the file has {len(numbered)})")
     selected = [numbered[i] for i in positions]
-    policy = time_policy(timeout, problems, benchmark=str(benchmark), workers=workers, progress=progress)
+    policy = time_policy(
+        timeout,
+        problems,
+        benchmark=str(benchmark),
+        workers=workers,
+        progress=progress,
+        calibration_file=calibration,
+    )
     identity = run_identity(
         samples_sha256=digest,
         n_input_rows=len(numbered),

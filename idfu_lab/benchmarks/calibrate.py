@@ -51,7 +51,9 @@ benchmark's content (every problem's id, prompt, test, setup, canonical solution
 and :data:`CALIBRATION_VERSION` (raised when the measurement changes). So a new machine, an edited or
 different benchmark, another Python or a new calibration method recalibrates by itself; a file that
 cannot be read is measured again. ``idfu-lab calibrate --benchmark NAME --force`` recalibrates on
-demand (e.g. after changing the machine's CPU frequency settings). The file holds the raw times; the
+demand (e.g. after changing the machine's CPU frequency settings). A job array whose shards run on
+several nodes gives them all one file (``evaluate --timeout auto --calibration FILE``,
+:func:`load_calibration`), so that every shard has the same budgets and the shards merge. The file holds the raw times; the
 budgets are derived from them with the floor and multiple above, so changing those needs no new
 calibration. Calibrating HumanEval's or ``mini``'s 164 solutions takes a few seconds.
 """
@@ -273,6 +275,51 @@ def _write(calibration: Calibration, path: Path) -> Path | None:
         return None
 
 
+def load_calibration(path: str | Path, problems: Mapping[str, Problem]) -> Calibration:
+    """A calibration file given by hand (``evaluate --calibration FILE``), checked to be of these problems.
+
+    What a job array needs: every shard, on whichever node, then uses the same budgets (and its
+    results merge), where each node's own cache would hold its own measurement. A file measured on
+    another machine is used as given (a warning says so); one of another benchmark, or of another
+    calibration version, is an error naming the file.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IdfuError(f"{path}: no such calibration file") from None
+    except (OSError, ValueError) as exc:
+        raise IdfuError(f"{path}: not a calibration file ({exc})") from None
+    if not isinstance(data, dict) or "times" not in data or "problems_hash" not in data:
+        raise IdfuError(f"{path}: not a calibration file written by idfu-lab calibrate")
+    if data.get("calibration_version") != CALIBRATION_VERSION:
+        raise IdfuError(
+            f"{path}: calibration version {data.get('calibration_version')!r}, this idfu-lab needs "
+            f"{CALIBRATION_VERSION}: run 'idfu-lab calibrate' again"
+        )
+    if data["problems_hash"] != problems_hash(problems):
+        raise IdfuError(
+            f"{path}: calibrated on other problems than this benchmark's (its content differs): run "
+            "'idfu-lab calibrate' on this benchmark"
+        )
+    try:
+        calibration = Calibration.from_json(data, path)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IdfuError(f"{path}: a damaged calibration file ({exc})") from None
+    here = machine_identity()
+    if calibration.machine != here:
+        logger.warning(
+            "%s was measured on %s (%s), not on this machine (%s, %s): its budgets are used as they are",
+            path,
+            calibration.machine.get("hostname"),
+            calibration.machine.get("cpu_model"),
+            here["hostname"],
+            here["cpu_model"],
+        )
+    _report_failures(calibration)
+    return calibration
+
+
 def calibrate(
     problems: Mapping[str, Problem],
     *,
@@ -488,8 +535,10 @@ def time_policy(
     cache: str | Path | None = None,
     workers: int | None = None,
     progress: bool = False,
+    calibration_file: str | Path | None = None,
 ) -> TimeoutPolicy:
-    """The policy a timeout names: a number is ``fixed``; ``auto`` calibrates ``problems`` (cached).
+    """The policy a timeout names: a number is ``fixed``; ``auto`` calibrates ``problems`` (cached),
+    or reads ``calibration_file`` (:func:`load_calibration`) when one is given.
 
     ``problems`` should be the whole benchmark (not a slice of it), so that every run on it shares one
     cached calibration.
@@ -501,7 +550,13 @@ def time_policy(
     except ValueError as exc:
         raise IdfuError(str(exc)) from None
     if parsed != AUTO:
+        if calibration_file is not None:
+            raise IdfuError("a calibration file goes with --timeout auto, not with a fixed timeout")
         return TimeoutPolicy("fixed", float(parsed))
+    if calibration_file is not None:
+        return TimeoutPolicy(
+            AUTO, DEFAULT_TIMEOUT_S, calibration=load_calibration(calibration_file, problems)
+        )
     calibration = calibrate(
         problems, benchmark=benchmark, force=force, cache=cache, workers=workers, progress=progress
     )

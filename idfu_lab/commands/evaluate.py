@@ -123,6 +123,13 @@ def register(subparsers: Any) -> None:
         ),
     )
     evaluate.add_argument(
+        "--calibration",
+        metavar="FILE",
+        default=None,
+        help="with --timeout auto: this calibration file (from 'idfu-lab calibrate') instead of this machine's "
+        "cache, e.g. one file for every shard of a job array, so that the shards share budgets and merge",
+    )
+    evaluate.add_argument(
         "--memory-mb",
         type=_memory_mb,
         default=DEFAULT_MEMORY_MB,
@@ -227,6 +234,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 resume=args.resume,
                 shard=args.shard,
                 problems_file=args.problems,
+                calibration=args.calibration,
             )
     except Interrupted as stop:
         print(_interrupted_message(stop, args.out), file=sys.stderr)
