@@ -67,6 +67,17 @@ def test_notebook_03_runs_on_the_tiny_profile(tmp_path):
     assert float(glued["pass1_base"]) == pytest.approx(100 * summary["pass1"]["base"])
     assert float(glued["diff_low"]) <= float(glued["diff"]) <= float(glued["diff_high"])
     assert (run_dir / "seed-42" / "results" / "sensitivity.csv").is_file()
+    # the time-limit policy's row: the configured replies under auto beside the recipe's fixed 3 s
+    import pandas as pd
+
+    sens = pd.read_csv(run_dir / "seed-42" / "results" / "sensitivity.csv")
+    assert set(sens["timeout"]) == {"fixed 3 s", "auto"} and (sens["timeout"] == "auto").sum() == 2
+    auto = sens[sens["timeout"] == "auto"].set_index("model")["changed"]
+    assert (
+        int(glued["timeout_changed_base"]) == auto["base"]
+        and int(glued["timeout_changed_tuned"]) == auto["tuned"]
+    )
+    assert summary["timeout_policy"]["kind"] == "fixed" and summary["timeout_policy"]["seconds"] == 3.0
     assert (run_dir / "seed-42" / "generations" / "tuned.jsonl").is_file()
     text = "\n".join(str(o.get("text", "")) for c in nb.cells for o in c.get("outputs", []))
     assert "HumanEval+" in text or any(

@@ -253,13 +253,14 @@ def _read_cached(path: Path, key: str) -> Calibration | None:
         return Calibration.from_json(data, path)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         logger.warning("%s: unreadable calibration (%s); calibrating again", path, exc)
         return None
 
 
 def _write(calibration: Calibration, path: Path) -> Path | None:
     """Write atomically (two processes calibrating at once each write a whole file); None if it cannot."""
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -273,6 +274,9 @@ def _write(calibration: Calibration, path: Path) -> Path | None:
             "could not cache the calibration in %s (%s): it will be measured again next time", path, exc
         )
         return None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def load_calibration(path: str | Path, problems: Mapping[str, Problem]) -> Calibration:
