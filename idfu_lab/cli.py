@@ -20,7 +20,7 @@ from idfu_lab.errors import IdfuError
 QUIET_BUT_INFO = ("idfu_lab.pipeline", "idfu_lab.runs")
 
 #: Command groups, in the order ``--help`` lists them. Each module exposes ``register(subparsers)``.
-COMMAND_MODULES = ("run", "compare", "evaluate", "audit", "train", "generate", "delta", "book")
+COMMAND_MODULES = ("run", "compare", "evaluate", "calibrate", "audit", "train", "generate", "delta", "book")
 
 
 def build_parser() -> argparse.ArgumentParser:

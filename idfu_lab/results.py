@@ -18,8 +18,20 @@ if TYPE_CHECKING:
 PASS_AT_K = (1, 2, 5, 10, 20, 50, 100)
 
 
-#: Columns every results row carries, after the input's own fields.
-VERDICT_FIELDS = ("passed", "outcome", "phase", "exception_type", "message", "duration_s")
+#: Columns every results row carries, after the input's own fields: the verdict, its wall-clock and CPU
+#: times (``cpu_s`` None where the sandbox could not measure it) and the sample's time budget
+#: (``timeout_s``, from the run's time-limit policy: :mod:`idfu_lab.benchmarks.calibrate`). Files
+#: written before a field existed read it as None.
+VERDICT_FIELDS = (
+    "passed",
+    "outcome",
+    "phase",
+    "exception_type",
+    "message",
+    "duration_s",
+    "cpu_s",
+    "timeout_s",
+)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -54,11 +54,18 @@ def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
         ("evaluation.postprocess", "magic", r"'evaluation\.postprocess' must be one of"),
         ("profile", "huge", r"'profile' must be one of"),
         ("dpo.max_prompt_length", 4096, r"max_prompt_length' must be below"),
+        ("evaluation.timeout", "fast", r"'evaluation\.timeout' must be a number or 'auto'"),
+        ("evaluation.timeout", 0, r"'evaluation\.timeout' must be a positive number of seconds or auto"),
     ],
 )
 def test_wrong_types_are_errors(tmp_path: Path, key: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(_write(tmp_path, {key: value}))
+
+
+def test_timeout_is_seconds_or_auto(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, {"evaluation.timeout": "auto"})).evaluation.timeout == "auto"
+    assert load_config(_write(tmp_path, {"evaluation.timeout": 5})).evaluation.timeout == 5.0
 
 
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:

@@ -61,12 +61,20 @@ def test_evaluate_seed_writes_everything_and_resumes(tmp_path):
         assert {"passed", "outcome", "phase", "raw"} <= set(res[0])
         meta = json.loads((ev.results[m].parent / f"{m}.jsonl.meta.json").read_text())
         assert meta["policy"] == {"postprocess": "extract", "imports": "none"} and meta["n_problems"] == LIMIT
+        assert meta["timeout_policy"] == {**meta["timeout_policy"], "kind": "fixed", "seconds": 3.0}
+        assert all(r["timeout_s"] == 3.0 and "cpu_s" in r for r in res)
     assert {
         r["adapter"] for r in (json.loads(x) for x in ev.generations["tuned"].read_text().splitlines())
     } != {None}
     sens = pd.read_csv(ev.sensitivity)
-    assert len(sens) == 2 * len(ALL_POLICIES) and sens["reference"].sum() == 2
+    # every post-processing policy under the recipe's fixed 3 s, and the configured one under auto
+    assert len(sens) == 2 * (len(ALL_POLICIES) + 1) and sens["reference"].sum() == 2
     assert (sens.loc[sens["reference"], "changed"] == 0).all()
+    auto = sens[sens["timeout"] == "auto"]
+    assert len(auto) == 2 and set(zip(auto["postprocess"], auto["imports"], strict=True)) == {
+        ("extract", "none")
+    }
+    assert (sens.loc[sens["timeout"] != "auto", "timeout"] == "fixed 3 s").all()
     s = ev.summary
     assert s["comparison"]["n_problems"] == LIMIT and 0.0 <= s["pass1"]["tuned"] <= 1.0
     assert s["generation"]["base"]["replies"] == LIMIT

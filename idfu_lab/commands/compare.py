@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     from idfu_lab.commands.evaluate import (
         IMPORTS_CHOICES,
         POSTPROCESS_CHOICES,
-        _positive_float,
         _positive_int,
+        timeout_arg,
     )
     from idfu_lab.problems import BENCHMARKS
 
@@ -85,7 +85,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_false",
         help="judge under the chosen policy only, not also under the eight others",
     )
-    p.add_argument("--timeout", type=_positive_float, default=3.0, help="seconds per sample (default: 3)")
+    p.add_argument(
+        "--timeout",
+        type=timeout_arg,
+        default=3.0,
+        metavar="SECONDS|auto",
+        help="seconds per sample (default: 3), or auto (calibrated per task, as 'evaluate --timeout auto')",
+    )
     p.add_argument("--memory-mb", type=int, default=4096, help="address-space cap per sample (default: 4096)")
     p.add_argument("--workers", type=_positive_int, help="executor processes (default: one per CPU)")
     p.add_argument("--force", action="store_true", help="re-run notebooks that are already done")

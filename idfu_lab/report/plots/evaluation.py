@@ -88,8 +88,12 @@ def sensitivity_heatmap(summary: pd.DataFrame) -> Figure:
     """pass@1 under each post-processing x import policy, one panel per model.
 
     A column that moves more than the base-vs-tuned difference says the harness, not the training,
-    decides the comparison.
+    decides the comparison. Only the policies judged under the run's own time-limit policy are drawn
+    (the row of the other time-limit policy is in the table beside the figure).
     """
+    from idfu_lab.analysis.evaluation import policy_rows
+
+    summary = policy_rows(summary)
     models = list(dict.fromkeys(summary["model"]))
     fig = Figure(figsize=(4.0 * len(models) + 0.6, 3.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(models), sharey=True))
