@@ -118,7 +118,7 @@ def _decided_within(row: Mapping[str, Any], budget: float) -> bool:
     TIMEOUT) using at most half of ``budget`` (CPU time, or wall clock where CPU time was not measured),
     and within half the wall-clock backstop. A program that finished well within both budgets finishes
     within either; a TIMEOUT, or one that came near the smaller budget, must run again to be known."""
-    from idfu_lab.sandbox.executor import WALL_FACTOR
+    from idfu_lab.sandbox import WALL_FACTOR
 
     if str(row.get("outcome")) == "TIMEOUT":
         return False
@@ -386,7 +386,7 @@ def _write_meta(
 ) -> None:
     from idfu_lab import __version__
     from idfu_lab.problems import dataset_hash
-    from idfu_lab.sandbox.executor import protections
+    from idfu_lab.sandbox import protections
 
     meta = {
         "benchmark": cfg_eval.benchmark,

@@ -61,15 +61,15 @@ from idfu_lab.jsonl import ENCODE_ERRORS, dumps, iter_records, parse_line, write
 from idfu_lab.outcomes import Outcome, Phase
 from idfu_lab.problems import Problem, dataset_hash, load_benchmark
 from idfu_lab.results import counts_dict, estimate_pass_at_k, read_result_rows
-from idfu_lab.sandbox.executor import (
+from idfu_lab.sandbox import (
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT_S,
     Job,
     Verdict,
-    _run,
     job_for,
     protections,
     run_jobs,
+    run_jobs_with_protections,
     usable_cpus,
 )
 
@@ -397,7 +397,7 @@ def run_identity(
     """What makes two runs the same run: resuming and merging check it. Workers and paths are not in it
     (they do not change a verdict); the sandbox switches and the package version are."""
     from idfu_lab import __version__
-    from idfu_lab.sandbox.executor import _protections_key
+    from idfu_lab.sandbox import protections_off
 
     return {
         "samples_sha256": samples_sha256,
@@ -408,7 +408,7 @@ def run_identity(
         "memory_mb": memory_mb,
         "policy": {"postprocess": postprocess, "imports": imports},
         "shard": list(shard) if shard else None,
-        "sandbox_off": _protections_key(),
+        "sandbox_off": protections_off(),
         "package_version": __version__,
     }
 
@@ -617,7 +617,7 @@ def _judge_chunk(
             for (_, job), problem in zip(runnable, row_problems, strict=True)
         ]
         jobs, merge = suites.expand(jobs, row_problems)
-        verdicts, active = _run(
+        verdicts, active = run_jobs_with_protections(
             jobs,
             workers=workers,
             timeout=policy.seconds,

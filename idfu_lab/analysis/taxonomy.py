@@ -148,7 +148,7 @@ def program_for(row: Mapping[str, Any], problem: Problem | None) -> str:
     if problem is None:
         return solution if isinstance(solution, str) else (completion or "")
     try:
-        from idfu_lab.sandbox.executor import job_for
+        from idfu_lab.sandbox import job_for
 
         kw = {"solution": solution} if isinstance(solution, str) else {"completion": completion or ""}
         return job_for(problem, **kw).program

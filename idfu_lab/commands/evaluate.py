@@ -76,7 +76,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 def register(subparsers: Any) -> None:
     """Add the ``evaluate`` and ``taxonomy`` subcommands."""
-    from idfu_lab.sandbox.executor import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
+    from idfu_lab.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
 
     evaluate = subparsers.add_parser(
         "evaluate",

@@ -117,7 +117,7 @@ def check_references(
 ) -> list[dict[str, Any]]:
     """Problems whose reference solution fails its own tests, with the verdict (problems without a
     reference are not checked)."""
-    from idfu_lab.sandbox.executor import run_jobs
+    from idfu_lab.sandbox import run_jobs
 
     checked = [p for p in problems.values() if p.reference]
     verdicts = run_jobs(
@@ -154,7 +154,7 @@ def gate_replies(
     """Gate generation rows (``task_id``, ``sample_index``, ``completion`` = the raw reply) as the audit
     gates a pair's side."""
     from idfu_lab.generation.postprocess import extract_code
-    from idfu_lab.sandbox.executor import run_jobs
+    from idfu_lab.sandbox import run_jobs
 
     codes = [extract_code(r["completion"]) for r in rows]
     jobs = [job_for_code(problems[str(r["task_id"])], code) for r, code in zip(rows, codes, strict=True)]

@@ -43,7 +43,7 @@ from idfu_lab.jsonl import write_records
 if TYPE_CHECKING:  # pragma: no cover
     from idfu_lab.config import DataConfig
     from idfu_lab.problems import Problem
-    from idfu_lab.sandbox.executor import Job, Verdict
+    from idfu_lab.sandbox import Job, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -608,7 +608,7 @@ def job_for_code(problem: Problem, code: str) -> Job:
     The same construction as the evaluation's (``sandbox.job_for`` with ``solution=``): for MBPP-style
     tests the program is the code; the setup code and then the asserts run as the test phase.
     """
-    from idfu_lab.sandbox.executor import job_for
+    from idfu_lab.sandbox import job_for
 
     return job_for(problem, solution=code)
 
@@ -622,7 +622,7 @@ def gate_pairs(
     progress: bool = False,
 ) -> list[tuple[Verdict, Verdict]]:
     """Run both sides of every pair through the executor: ``[(chosen verdict, rejected verdict), ...]``."""
-    from idfu_lab.sandbox.executor import run_jobs
+    from idfu_lab.sandbox import run_jobs
 
     jobs = []
     for pair in pairs:

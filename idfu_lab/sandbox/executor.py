@@ -910,11 +910,15 @@ def _verdict(answer: Mapping[str, Any], timeout: float) -> Verdict:
 _reported_protections: dict[str, dict[str, bool]] = {}
 
 
-def _protections_key() -> str:
+def protections_off() -> str:
+    """Which protections the environment switched off (``$IDFU_LAB_SANDBOX_OFF``'s value; empty: none).
+
+    Part of a results file's identity: verdicts judged with protections off are not resumed as if
+    judged with all of them."""
     return os.environ.get(SANDBOX_OFF_ENV, "")
 
 
-def _run(
+def run_jobs_with_protections(
     jobs: Sequence[Job],
     *,
     workers: int | None,
@@ -922,7 +926,7 @@ def _run(
     memory_mb: int,
     progress: bool,
 ) -> tuple[list[Verdict], dict[str, bool] | None]:
-    """run_jobs, also returning the protections the workers reported (None when nothing ran)."""
+    """:func:`run_jobs`, also returning the protections the workers reported (None when nothing ran)."""
     for budget in {timeout, *(job.timeout for job in jobs if job.timeout is not None)}:
         if not isinstance(budget, int | float) or budget <= 0 or not math.isfinite(budget):
             raise ValueError(f"timeout must be a positive number of seconds, not {budget!r}")
@@ -938,7 +942,7 @@ def _run(
         else:
             pending.append(index)
     if not pending:
-        return [r for r in results if r is not None], _reported_protections.get(_protections_key())
+        return [r for r in results if r is not None], _reported_protections.get(protections_off())
     wanted = max(1, min(workers or usable_cpus(), len(pending)))
     from tqdm.auto import tqdm
 
@@ -1111,7 +1115,7 @@ def _run(
         bar.close()
         _remove_tree(base)
     if protections is not None:
-        _reported_protections[_protections_key()] = protections
+        _reported_protections[protections_off()] = protections
     assert all(r is not None for r in results)
     return [r for r in results if r is not None], protections
 
@@ -1165,7 +1169,9 @@ def run_jobs(
     A blank candidate is NO_CODE and is not run. When this returns, every process it started has
     exited.
     """
-    verdicts, _ = _run(jobs, workers=workers, timeout=timeout, memory_mb=memory_mb, progress=progress)
+    verdicts, _ = run_jobs_with_protections(
+        jobs, workers=workers, timeout=timeout, memory_mb=memory_mb, progress=progress
+    )
     return verdicts
 
 
@@ -1174,9 +1180,9 @@ def protections() -> dict[str, bool]:
 
     Starts one worker (about 0.1 s) unless a run in this process already reported them.
     """
-    key = _protections_key()
+    key = protections_off()
     if key not in _reported_protections:
-        _run(
+        run_jobs_with_protections(
             [Job("pass\n", "")],
             workers=1,
             timeout=DEFAULT_TIMEOUT_S,
