@@ -70,7 +70,7 @@ DESCRIPTIONS: dict[Outcome, str] = {
     Outcome.ATTRIBUTE_ERROR: "a missing attribute or method (AttributeError)",
     Outcome.ZERO_DIVISION: "division or modulo by zero (ZeroDivisionError)",
     Outcome.RECURSION_ERROR: "maximum recursion depth exceeded (RecursionError)",
-    Outcome.TIMEOUT: "killed at the wall-clock limit (or the CPU-time backstop), or past an EvalPlus input's time limit",
+    Outcome.TIMEOUT: "used its CPU-time budget (or slept past the wall-clock backstop), or past an EvalPlus input's time limit",
     Outcome.MEMORY_ERROR: "the address-space cap was hit (MemoryError) or the process was killed for memory",
     Outcome.OTHER_ERROR: "any other exception, SystemExit, a crash, or an exit without a verdict",
     Outcome.NO_CODE: "the candidate code is empty or whitespace only: nothing was run",

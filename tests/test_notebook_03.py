@@ -63,4 +63,8 @@ def test_notebook_03_glues_what_the_evaluation_wrote(demo_run: Path, seed: int) 
     assert int(text(values["timeout_changed_base"])) == auto["base"]
     assert int(text(values["timeout_changed_tuned"])) == auto["tuned"]
     assert summary["timeout_policy"]["kind"] == "fixed" and summary["timeout_policy"]["seconds"] == 3.0
-    assert "HumanEval+" in shown(nb)  # what HumanEval+ needs, said whether or not it is present
+    outputs = shown(nb)
+    assert "HumanEval+" in outputs  # what HumanEval+ needs, said whether or not it is present
+    # the sensitivity table shows each policy's pass@1 beside its counts
+    table = next(o for o in outputs.split('"text/html"') if "postprocess</th>" in o)
+    assert "pass@1 (%)</th>" in table.split("</table>")[0]
