@@ -137,19 +137,49 @@ def _ipc_prefix() -> str:
     return str(folder / name)
 
 
+#: What ``python -m ipykernel_launcher`` does, less one import: jsonschema (through nbformat, which
+#: ``myst_nb.glue`` imports in every notebook) imports ``rfc3987_syntax`` eagerly when it is installed,
+#: and that module compiles some 40 Earley parsers on import: 1.5 s of CPU in every kernel, for the
+#: "iri" format checks, which no schema a notebook validates uses. Marking the module absent makes
+#: jsonschema skip those two checks, as it does wherever the package is not installed.
+KERNEL_LAUNCHER = """\
+import sys
+from pathlib import Path
+if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
+    del sys.path[0]  # as ipykernel_launcher: the working directory is added back by the kernel
+sys.modules.setdefault("rfc3987_syntax", None)
+from ipykernel import kernelapp
+kernelapp.launch_new_instance()
+"""
+
+
+def kernel_command(cmd: list[str]) -> list[str]:
+    """A kernel spec's command with :data:`KERNEL_LAUNCHER` in place of ``-m ipykernel_launcher``.
+
+    Any other kernel (another language, a custom launcher) is started exactly as its spec says.
+    """
+    if len(cmd) >= 3 and cmd[1:3] == ["-m", "ipykernel_launcher"]:
+        return [cmd[0], "-c", KERNEL_LAUNCHER, *cmd[3:]]
+    return cmd
+
+
 def _kernel_manager_class() -> type:
     """Kernels reached over Unix sockets of their own instead of localhost TCP.
 
     No port is opened, so no other local process can try to connect, and the kernel does not
     print its warning about unencrypted TCP into every run's log. Each kernel's sockets have a
     random name (:func:`_ipc_prefix`), so kernels started at the same moment never share them.
-    Where Unix sockets are not available (Windows), papermill's default (TCP) is kept.
+    Where Unix sockets are not available (Windows), papermill's default (TCP) is kept. Python kernels
+    start through :data:`KERNEL_LAUNCHER`.
     """
     from jupyter_client.localinterfaces import localhost
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
 
     class IPCKernelManager(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            return kernel_command(super().format_kernel_cmd(extra_arguments))
+
         @default("transport")
         def _default_transport(self) -> str:
             return "ipc" if os.name == "posix" else "tcp"

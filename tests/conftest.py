@@ -87,8 +87,16 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The order units are handed out in: the demo run first (the longest chain: the model, the
-    pipeline, the book, the browser), then modules with slow tests, then the quick ones, which fill
+    pipeline, the book, the browser); then the modules that mostly wait (``waits``: sandbox time
+    limits, killed workers), so that their idle seconds fall beside the demo run's CPU work instead
+    of idling both cores at the end; then modules with slow tests; then the quick ones, which fill
     the gaps at the end."""
     units = {id(item): _work_unit(item) for item in items}
+    waits = {units[id(item)] for item in items if item.get_closest_marker("waits")}
     slow = {units[id(item)] for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: (units[id(item)] != DEMO_GROUP, units[id(item)] not in slow))
+
+    def rank(item: pytest.Item) -> int:
+        unit = units[id(item)]
+        return 0 if unit == DEMO_GROUP else 1 if unit in waits else 2 if unit in slow else 3
+
+    items.sort(key=rank)

@@ -444,6 +444,7 @@ def test_book_builds_without_warnings_and_shows_the_run(built: tuple[Path, book.
     repro = (html / "book" / "reproducibility.html").read_text()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["config_hash"] in repro
+    assert "Plan: configs/paper.yaml" in repro and "3,085,938,688" in repro  # the paper plan, worked out
 
 
 @pytest.mark.slow
@@ -552,3 +553,32 @@ def test_figure_labels_are_unique_per_seed(tmp_path: Path) -> None:
         for s in (42, 7)
     }
     assert names == {42: "seed-42-fig-train-curves", 7: "seed-7-fig-train-curves"}
+
+
+def test_the_paper_plan_is_kept_under_a_key_of_what_it_depends_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reproducibility page's plan comes from the cache when its key matches, and the key moves
+    with the recipe and with the libraries whose code the plan runs."""
+    from importlib import metadata
+
+    monkeypatch.setenv("IDFU_LAB_CACHE", str(tmp_path / "cache"))
+    key = book.paper_plan_key()
+    cached = tmp_path / "cache" / "plans" / f"paper-{key}.md"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("#### the plan as it was kept\n")
+    book.paper_plan.cache_clear()
+    try:
+        assert book.paper_plan() == "#### the plan as it was kept\n"  # read, not recomputed
+    finally:
+        book.paper_plan.cache_clear()
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: "0.0.1" if name == "trl" else real(name))
+    assert book.paper_plan_key() != key  # another TRL: another plan
+    monkeypatch.setattr(metadata, "version", real)
+    recipe = tmp_path / "paper.yaml"
+    recipe.write_text(Path(load_config("paper").source).read_text() + "\n# edited\n")
+    monkeypatch.setattr(
+        book, "load_config", lambda name: load_config(recipe) if name == "paper" else load_config(name)
+    )
+    assert book.paper_plan_key() != key  # another recipe: another plan

@@ -20,6 +20,7 @@ from idfu_lab.cli import main as cli
 from idfu_lab.errors import IdfuError
 from idfu_lab.jsonl import read_records, write_records
 
+pytestmark = pytest.mark.waits  # sleeping samples and killed processes: see tests/conftest.py
 STRLEN = "    return len(string)\n"
 WRONG = "    return 0\n"
 SLEEPY = "    import time\n    time.sleep(0.5)\n    return len(string)\n"

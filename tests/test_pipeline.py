@@ -93,6 +93,7 @@ def test_an_input_edited_in_place_reruns_its_step_and_makes_downstream_stale(tmp
     pairs.write_text((REPO / "idfu_lab" / "data" / "fixture_pairs.jsonl").read_text())
     cfg = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
     cfg.setdefault("data", {})["pairs"] = str(pairs)
+    cfg["dpo"]["max_steps"] = 2  # what is tested is which steps re-run, not what training learns
     config = tmp_path / "mine.yaml"
     config.write_text(yaml.safe_dump(cfg))
     run_dir = tmp_path / "run"

@@ -253,6 +253,7 @@ def start_browser(executable: str | None = None, driver: str | None = None) -> A
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     browser = webdriver.Chrome(options=options, service=Service(executable_path=drv))
     browser.set_page_load_timeout(PAGE_TIMEOUT_S)
+    browser.set_script_timeout(PAGE_TIMEOUT_S)
     browser.execute_cdp_cmd("Network.enable", {})
     browser.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": True})
     _viewport(browser, VIEWPORT[1])
@@ -339,6 +340,12 @@ class PageResult:
 
 _READY_JS = """
 return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete);
+"""
+#: Resolves once the page's fonts are loaded and two frames have been drawn since: whatever the last
+#: change was (a redirect's new page, a taller viewport), it has been laid out and painted by then.
+_PAINTED_JS = """
+const done = arguments[arguments.length - 1];
+document.fonts.ready.then(() => requestAnimationFrame(() => requestAnimationFrame(() => done(true))));
 """
 
 #: Everything measured in the page, in one round trip. The content column is the article element.
@@ -437,11 +444,11 @@ def _drain(browser: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 def _settle(browser: Any) -> None:
-    """Wait until the page (after any redirect) is complete with every image decoded, then a little more."""
+    """Wait until the page (after any redirect) is complete with every image decoded, and painted."""
     deadline = time.monotonic() + PAGE_TIMEOUT_S
     last = None
     while time.monotonic() < deadline:
-        time.sleep(0.15)
+        time.sleep(0.05)
         try:
             href = browser.execute_script("return location.href")
             if href == last and browser.execute_script(_READY_JS):
@@ -449,7 +456,17 @@ def _settle(browser: Any) -> None:
         except Exception:  # noqa: BLE001 - the page navigated away mid-call (a redirect): ask again
             href = None
         last = href
-    time.sleep(0.3)
+    _painted(browser)
+
+
+def _painted(browser: Any) -> None:
+    """Block until :data:`_PAINTED_JS` resolves (a page that navigates meanwhile is asked again)."""
+    for _ in range(3):
+        try:
+            browser.execute_async_script(_PAINTED_JS)
+            return
+        except Exception:  # noqa: BLE001 - navigated away mid-call: the new page is asked
+            time.sleep(0.05)
 
 
 def screenshot(browser: Any) -> bytes:
@@ -463,7 +480,7 @@ def screenshot(browser: Any) -> bytes:
     height = int(min(max(height or VIEWPORT[1], VIEWPORT[1]), MAX_SCREENSHOT_HEIGHT))
     _viewport(browser, height)
     try:
-        time.sleep(0.3)  # let the page lay itself out at the new height
+        _painted(browser)  # laid out and painted at the new height
         shot = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "fromSurface": True})
     finally:
         _viewport(browser, VIEWPORT[1])

@@ -632,14 +632,55 @@ def compare_context(contents: RunContents) -> dict[str, Any]:
     }
 
 
+#: The libraries whose code the paper plan runs (PEFT's preparation, TRL's casts, the meta model).
+PLAN_LIBRARIES = ("torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes")
+
+
+def paper_plan_key() -> str:
+    """What the paper plan is a function of: the paper recipe's bytes, the versions of
+    :data:`PLAN_LIBRARIES` and the package's own source (any edit to it recomputes the plan)."""
+    import hashlib
+    from importlib import metadata
+
+    h = hashlib.sha256()
+    h.update(Path(load_config("paper").source).read_bytes())
+    for name in PLAN_LIBRARIES:
+        try:
+            h.update(f"{name}=={metadata.version(name)};".encode())
+        except metadata.PackageNotFoundError:
+            h.update(f"{name} absent;".encode())
+    package = Path(__file__).resolve().parents[1]
+    for source in sorted(package.rglob("*.py")):
+        h.update(source.relative_to(package).as_posix().encode() + b"\0" + source.read_bytes())
+    return h.hexdigest()[:16]
+
+
 @functools.cache
 def paper_plan() -> str:
     """What the paper profile's run will do on an 8 GB card (``idfu-lab train --config paper --plan``),
-    as Markdown for the reproducibility page: computed offline from the recipe, no weights read."""
+    as Markdown for the reproducibility page: computed offline from the recipe, no weights read.
+
+    Working it out imports TRL, PEFT and transformers, seconds of start-up in a process that needs
+    none of them otherwise, and every book build asks for the same plan; so the Markdown is kept in
+    the idfu-lab cache (``plans/paper-<key>.md``) under :func:`paper_plan_key`, which changes with
+    anything the plan depends on.
+    """
+    from idfu_lab.generation.models import cache_dir
+    from idfu_lab.jsonl import open_for_writing
+
+    cached = cache_dir() / "plans" / f"paper-{paper_plan_key()}.md"
+    if cached.is_file():
+        return cached.read_text(encoding="utf-8")
     from idfu_lab.training.plan import build_plan, plan_markdown
 
     text = plan_markdown(build_plan(load_config("paper"), card_gib=8), level=4)
-    return text.replace(str(repo_root()) + "/", "")  # the recipe's path as the repository names it
+    text = text.replace(str(repo_root()) + "/", "")  # the recipe's path as the repository names it
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+    with open_for_writing(tmp) as fh:
+        fh.write(text)
+    os.replace(tmp, cached)  # atomic: a book built at the same moment reads the whole plan or none
+    return text
 
 
 def page_context(contents: RunContents, glued: dict[str, dict[str, str]]) -> dict[str, Any]:
