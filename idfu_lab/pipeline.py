@@ -17,7 +17,8 @@ everything downstream of it (``--force`` re-runs everything, and forgets every f
 the notebooks too).
 A failing notebook stops the run with its path and the failing cell; seeds already finished are kept.
 Seeds are independent: ``--seeds 123`` on one machine and ``--seeds 7`` on another, into the same run
-directory layout, then ``--only 06_summary``, is the cluster recipe.
+directory layout, then ``--only 06_summary``, is the cluster recipe; ``--jobs N`` runs N seeds at once
+on one machine (each seed's notebooks in order, in kernels of their own).
 
 A comparison run (``idfu-lab compare``, :mod:`idfu_lab.analysis.compare`) has no 01 and no 02: 03-05
 run once per TUNED file (in a seed's place) on the imported generations, then 06; :func:`plan_for`
@@ -29,7 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,8 +225,16 @@ def run_pipeline(
     only: Sequence[str] | None = None,
     kernel_name: str = "python3",
     progress: bool = True,
+    jobs: int = 1,
 ) -> list[StepResult]:
-    """Execute the notebooks for ``seeds`` (default: the config's) and return what ran or was skipped."""
+    """Execute the notebooks for ``seeds`` (default: the config's) and return what ran or was skipped.
+
+    ``jobs``: how many seeds' notebooks run at the same moment, each seed's in order, each in a kernel
+    of its own (the notebooks before and after the seeds run alone). Seeds are independent runs, so
+    this changes when they run, not what they compute; the files they share (the run's manifest, the
+    generation cache of the base model's replies) are written under file locks. On one GPU keep 1:
+    two seeds would share its memory.
+    """
     from tqdm.auto import tqdm
 
     run = runs.open(config_path, run_dir=run_dir)
@@ -233,6 +242,8 @@ def run_pipeline(
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, int):
             raise IdfuError(f"seed must be an integer, got {s!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise IdfuError(f"jobs must be a positive integer, got {jobs!r}")
     before, per_seed, after = plan_for(run.dir)
     available = before + per_seed + after
     wanted = set(only) if only else set(available)
@@ -244,45 +255,106 @@ def run_pipeline(
     if force:
         forget_everything(run, seeds)
 
-    plan: list[tuple[str, int | None]] = [(nb, None) for nb in before if nb in wanted]
-    plan += [(nb, s) for s in seeds for nb in per_seed if nb in wanted]
-    plan += [(nb, None) for nb in after if nb in wanted]
+    first = [(nb, None) for nb in before if nb in wanted]
+    chains = {s: [(nb, s) for nb in per_seed if nb in wanted] for s in seeds}
+    last = [(nb, None) for nb in after if nb in wanted]
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if run.config.profile == "tiny":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny profile never needs the Hub
     config_arg = _display_path(Path(run.config.source)) if run.config.source else str(config_path)
-    results: list[StepResult] = []
-    bar = tqdm(plan, desc="notebooks", unit="nb", disable=not progress)
-    for notebook, seed in bar:
+    bar = tqdm(
+        total=len(first) + sum(map(len, chains.values())) + len(last),
+        desc="notebooks",
+        unit="nb",
+        disable=not progress,
+    )
+
+    def step(notebook: str, seed: int | None) -> StepResult:
         bar.set_postfix_str(notebook if seed is None else f"{notebook} seed {seed}")
-        scoped = run if seed is None else run.for_seed(seed)
-        step = f"notebook:{notebook}"
-        output = _executed_path(run, notebook, seed)
-        where = "" if seed is None else f" (seed {seed})"
-        inputs = scoped.input_hashes(notebook_inputs(run, notebook, seed, seeds))
-        reason = scoped.why_not_done(step, inputs)
-        if reason is None:
-            logger.info("skip %s%s: done for this config and these inputs", notebook, where)
-            results.append(StepResult(notebook, seed, output, True, 0.0))
-            continue
-        logger.info("run %s%s: %s", notebook, where, reason)
-        params: dict = {"config_path": config_arg, "run_dir": _display_path(run.dir)}
-        if seed is not None:
-            params["seed"] = seed
-        source = notebooks_dir() / f"{notebook}.ipynb"
-        if not source.exists():
-            raise IdfuError(f"notebook not found: {source}")
-        t0 = time.perf_counter()
-        _execute(source, output, params, kernel_name)
-        seconds = time.perf_counter() - t0
-        scoped.mark_done(step, [output], inputs=inputs, seconds=round(seconds, 2))
-        logger.info("ran %s%s in %.1f s", notebook, "" if seed is None else f" (seed {seed})", seconds)
-        results.append(StepResult(notebook, seed, output, False, seconds))
+        result = _run_step(run, notebook, seed, seeds, config_arg, kernel_name)
+        bar.update()
+        return result
+
+    try:
+        results = [step(nb, s) for nb, s in first]
+        results += _run_chains(chains, step, jobs)
+        results += [step(nb, s) for nb, s in last]
+    finally:
+        bar.close()
     run.update_manifest(
         last_pipeline={"seeds": seeds, "notebooks": sorted(wanted), "finished": runs.timestamp()}
     )
     return results
+
+
+def _run_chains(
+    chains: dict[int, list[tuple[str, int]]], step: Callable[[str, int], StepResult], jobs: int
+) -> list[StepResult]:
+    """Each seed's notebooks in order, up to ``jobs`` seeds at once; results in seed order.
+
+    A failing notebook stops its seed; seeds not started yet are not started, the ones running
+    finish the notebook they are in (their results are kept, as a sequential run keeps the seeds
+    before the failure), and the failure of the first seed (in the order given) that failed is raised.
+    """
+    if jobs == 1 or len(chains) <= 1:
+        return [step(nb, s) for chain in chains.values() for nb, s in chain]
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    stop = threading.Event()
+
+    def run_chain(chain: list[tuple[str, int]]) -> list[StepResult]:
+        done = []
+        for nb, s in chain:
+            if stop.is_set():
+                break
+            try:
+                done.append(step(nb, s))
+            except BaseException:
+                stop.set()
+                raise
+        return done
+
+    with ThreadPoolExecutor(max_workers=min(jobs, len(chains)), thread_name_prefix="seed") as pool:
+        futures = {seed: pool.submit(run_chain, chain) for seed, chain in chains.items()}
+    failures = [f.exception() for f in futures.values() if f.exception() is not None]
+    if failures:
+        raise failures[0]
+    return [r for f in futures.values() for r in f.result()]
+
+
+def _run_step(
+    run: runs.Run,
+    notebook: str,
+    seed: int | None,
+    seeds: Sequence[int],
+    config_arg: str,
+    kernel_name: str,
+) -> StepResult:
+    """One notebook: skipped when done for this config and these inputs, else executed by papermill."""
+    scoped = run if seed is None else run.for_seed(seed)
+    step = f"notebook:{notebook}"
+    output = _executed_path(run, notebook, seed)
+    where = "" if seed is None else f" (seed {seed})"
+    inputs = scoped.input_hashes(notebook_inputs(run, notebook, seed, seeds))
+    reason = scoped.why_not_done(step, inputs)
+    if reason is None:
+        logger.info("skip %s%s: done for this config and these inputs", notebook, where)
+        return StepResult(notebook, seed, output, True, 0.0)
+    logger.info("run %s%s: %s", notebook, where, reason)
+    params: dict = {"config_path": config_arg, "run_dir": _display_path(run.dir)}
+    if seed is not None:
+        params["seed"] = seed
+    source = notebooks_dir() / f"{notebook}.ipynb"
+    if not source.exists():
+        raise IdfuError(f"notebook not found: {source}")
+    t0 = time.perf_counter()
+    _execute(source, output, params, kernel_name)
+    seconds = time.perf_counter() - t0
+    scoped.mark_done(step, [output], inputs=inputs, seconds=round(seconds, 2))
+    logger.info("ran %s%s in %.1f s", notebook, where, seconds)
+    return StepResult(notebook, seed, output, False, seconds)
 
 
 def _display_path(path: Path) -> str:

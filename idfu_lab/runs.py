@@ -39,6 +39,7 @@ another recipe or other data.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -48,7 +49,7 @@ import platform
 import random
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -254,6 +255,14 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     write_json(data, path)
 
 
+def _replace_text(path: Path, text: str) -> None:
+    """Write a text file atomically: a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 class RunLayout:
     """Every artefact's path in a run directory, named once.
 
@@ -445,22 +454,40 @@ class Run:
     def manifest(self) -> dict[str, Any]:
         return _read_json(self.manifest_path)
 
+    @contextlib.contextmanager
+    def _editing_manifest(self) -> Iterator[dict[str, Any]]:
+        """The manifest to change in place, written back when the block ends, under a file lock.
+
+        Seeds of one run may run at the same moment (``idfu-lab run --jobs``, or jobs of a cluster
+        array writing into one run directory), and every seed also writes the run's own manifest; a
+        read-change-write without the lock could drop what another process wrote in between.
+        """
+        from filelock import FileLock
+
+        self.manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = self.manifest_path.with_name(f".{self.manifest_path.name}.lock")  # hidden, kept
+        with FileLock(str(lock)):
+            m = self.manifest()
+            yield m
+            _write_json(self.manifest_path, m)
+
     def update_manifest(self, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` into this run's (or seed's) manifest and stamp ``updated``."""
-        m = self.manifest()
-        m.update(fields)
-        m["updated"] = _now()
-        _write_json(self.manifest_path, m)
+        with self._editing_manifest() as m:
+            m.update(fields)
+            m["updated"] = _now()
         return m
 
     def write_provenance(self) -> None:
-        """Write config.yaml and the manifest's provenance block (called by :func:`open`)."""
+        """Write config.yaml and the manifest's provenance block (called by :func:`open`).
+
+        The device (CUDA, the GPU's name) is asked of torch, whose import takes seconds: it is
+        recorded when the manifest has none yet or torch is already imported, so a step that never
+        touches torch (the taxonomy, delta tracing, the summary) keeps the device recorded by the
+        steps that did the work instead of importing torch to ask again.
+        """
         cfg_file = self.layout.config
-        cfg_file.parent.mkdir(parents=True, exist_ok=True)
         text = to_yaml(self.config)
-        if not cfg_file.exists() or cfg_file.read_text() != text:
-            cfg_file.write_text(text)
-        m = self.manifest()
         prov = {
             "run": self.name,
             "profile": self.config.profile,
@@ -469,15 +496,18 @@ class Run:
             "git": git_state(),
             "packages": package_versions(),
             "data_hashes": data_hashes(self.config),
-            "device": device_info(),
         }
+        if "torch" in sys.modules or "device" not in self.manifest():
+            prov["device"] = device_info()
         if self.seed is not None:
             prov["seed"] = self.seed
-        m.update(prov)
-        m.setdefault("started", _now())
-        m.setdefault("steps", {})
-        m["updated"] = _now()
-        _write_json(self.manifest_path, m)
+        with self._editing_manifest() as m:
+            if not cfg_file.exists() or cfg_file.read_text() != text:
+                _replace_text(cfg_file, text)
+            m.update(prov)
+            m.setdefault("started", _now())
+            m.setdefault("steps", {})
+            m["updated"] = _now()
 
     # ---------------------------------------------------------------- resumable steps
     def input_hashes(self, inputs: Sequence[str | Path]) -> dict[str, str]:
@@ -532,17 +562,17 @@ class Run:
         ``inputs``: the files or folders the step read (hashed now), or hashes taken when it started.
         """
         hashes = dict(inputs) if isinstance(inputs, Mapping) else self.input_hashes(inputs)
-        m = self.manifest()
-        m.setdefault("steps", {})[step] = {
+        record = {
             "config_hash": self.config_hash,
             "inputs": hashes,
             "outputs": [self._relative(o) for o in outputs],
             "finished": _now(),
             **extra,
         }
-        m["updated"] = _now()
-        m["finished"] = _now()
-        _write_json(self.manifest_path, m)
+        with self._editing_manifest() as m:
+            m.setdefault("steps", {})[step] = record
+            m["updated"] = _now()
+            m["finished"] = _now()
 
     def _seed_note(self) -> str:
         return "" if self.seed is None else f" (seed {self.seed})"
@@ -570,9 +600,8 @@ class Run:
         return p.as_posix()
 
     def forget(self, step: str) -> None:
-        m = self.manifest()
-        if m.get("steps", {}).pop(step, None) is not None:
-            _write_json(self.manifest_path, m)
+        with self._editing_manifest() as m:
+            m.get("steps", {}).pop(step, None)
 
 
 def default_run_dir(cfg: Config) -> Path:

@@ -59,7 +59,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, demo_config: Path) -> Pat
     from idfu_lab.pipeline import run_pipeline
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    run_pipeline(demo_config, seeds=DEMO_SEEDS, run_dir=run_dir, progress=False)
+    # Two seeds at once (``idfu-lab run --jobs 2``): what parallel seeds share is tested on every run.
+    run_pipeline(demo_config, seeds=DEMO_SEEDS, run_dir=run_dir, progress=False, jobs=2)
     return run_dir
 
 

@@ -55,6 +55,35 @@ def test_rerun_skips_finished_notebooks(demo_run: Path, demo_config: Path) -> No
     assert all(r.skipped for r in results)
 
 
+def test_seeds_run_side_by_side_share_the_base_replies_and_the_manifest(demo_run: Path) -> None:
+    """The session's run used ``jobs=2``: the two seeds' notebooks overlapped in time, 01 finished
+    before either began and 06 began after both; the base model's greedy replies were generated once
+    for both seeds (the cache holds each key once), and every step of every seed is in the manifests."""
+    from datetime import datetime
+
+    def span(rel: str) -> tuple[datetime, datetime]:
+        meta = nbformat.read(demo_run / "notebooks" / rel, as_version=4).metadata.papermill
+        return datetime.fromisoformat(meta.start_time), datetime.fromisoformat(meta.end_time)
+
+    chains = {
+        s: (span(f"seed-{s}/{PER_SEED[0]}.ipynb")[0], span(f"seed-{s}/{PER_SEED[-1]}.ipynb")[1])
+        for s in DEMO_SEEDS
+    }
+    (a_start, a_end), (b_start, b_end) = chains.values()
+    assert a_start < b_end and b_start < a_end  # the seeds overlapped
+    assert span("01_data_audit.ipynb")[1] <= min(a_start, b_start)
+    assert span("06_summary.ipynb")[0] >= max(a_end, b_end)
+
+    rows = [json.loads(line) for line in (demo_run / "generations" / "cache.jsonl").read_text().splitlines()]
+    keys = [r["key"] for r in rows]
+    assert len(keys) == len(set(keys))
+    base = [r for r in rows if r["adapter_hash"] is None]
+    assert len(base) == len({r["task_id"] for r in base})  # once, for both seeds
+    for seed in DEMO_SEEDS:
+        steps = json.loads((demo_run / f"seed-{seed}" / "manifest.json").read_text())["steps"]
+        assert {f"notebook:{nb}" for nb in PER_SEED} | {"train", "evaluate"} <= set(steps)
+
+
 def test_failing_notebook_names_path_and_cell(tmp_path: Path) -> None:
     cfg = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
     cfg["data"]["pairs"] = str(tmp_path / "missing_pairs.jsonl")
@@ -72,6 +101,7 @@ def test_failing_notebook_names_path_and_cell(tmp_path: Path) -> None:
         (["run", "--config", "no/such.yaml"], "config file not found: no/such.yaml"),
         (["run", "--config", "huge"], "unknown profile 'huge'"),
         (["run", "--seeds", "x"], "invalid int value: 'x'"),
+        (["run", "--jobs", "0"], "argument --jobs: must be 1 or more, got 0"),
         (["config", "configs/tiny.yaml", "--nope"], "unrecognized arguments: --nope"),
     ],
 )

@@ -124,3 +124,40 @@ def test_a_recipe_data_file_given_relative_to_the_repository_is_hashed(tmp_path,
     assert files and all(p.is_absolute() for p in files)
     hashes = run.input_hashes(files)
     assert "missing" not in hashes.values(), hashes
+
+
+def test_processes_writing_one_manifest_at_once_lose_nothing(tmp_path) -> None:
+    """Seeds run in parallel (``run --jobs``, a job array) all write the run's manifest: every
+    process's record must survive the others' (a read-change-write under the manifest's lock)."""
+    import subprocess
+    import sys
+
+    runs.open("tiny-humaneval", run_dir=tmp_path / "r")
+    script = (
+        "import sys\nfrom idfu_lab import runs\n"
+        "run = runs.open('tiny-humaneval', run_dir=sys.argv[1], seed_rngs=False)\n"
+        "for i in range(40):\n    run.mark_done(f'step-{sys.argv[2]}-{i}')\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "r"), str(n)]) for n in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    steps = runs.Run(runs.load_config("tiny-humaneval"), tmp_path / "r").manifest()["steps"]
+    assert {f"step-{n}-{i}" for n in range(3) for i in range(40)} <= set(steps)
+
+
+def test_seeding_leaves_torch_to_whoever_imports_it(tmp_path) -> None:
+    """A step that never touches torch does not import it, neither to seed it nor to ask for the
+    device once the run has one recorded; where torch is imported, it is seeded like NumPy."""
+    import subprocess
+    import sys
+
+    first = runs.open("tiny-humaneval", seed=7, run_dir=tmp_path)  # records the device
+    assert "cuda" in first.manifest()["device"]
+    script = (
+        "import sys\nfrom idfu_lab import runs\n"
+        "runs.open('tiny-humaneval', seed=7, run_dir=sys.argv[1])\n"
+        "assert 'torch' not in sys.modules, 'imported by runs.open'\n"
+        "import torch\nruns.open('tiny-humaneval', seed=7, run_dir=sys.argv[1])\na = torch.rand(3)\n"
+        "runs.open('tiny-humaneval', seed=7, run_dir=sys.argv[1])\nassert torch.equal(a, torch.rand(3))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -23,6 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--only", nargs="+", choices=NOTEBOOKS, metavar="NOTEBOOK", help="run only these notebooks"
     )
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
+    p.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="seeds run at the same moment, each in kernels of its own (default 1; on one GPU keep 1)",
+    )
     p.set_defaults(func=_run)
 
     c = sub.add_parser(
@@ -37,11 +44,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_config)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def _run(args: argparse.Namespace) -> int:
     from idfu_lab.pipeline import run_pipeline
 
     results = run_pipeline(
-        args.config, args.seeds, args.run_dir, force=args.force, only=args.only, kernel_name=args.kernel
+        args.config,
+        args.seeds,
+        args.run_dir,
+        force=args.force,
+        only=args.only,
+        kernel_name=args.kernel,
+        jobs=args.jobs,
     )
     ran = [r for r in results if not r.skipped]
     run_dir = results[0].output.parents[1] if results and results[0].seed is None else None

@@ -44,7 +44,7 @@ import importlib.util
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -235,15 +235,29 @@ def read_cache(path: str | Path | None) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def _open_for_append(path: Path):
-    """Open the cache for appending, first cutting an incomplete last line left by a kill."""
+def _lock(path: Path, name: str = "") -> Any:
+    """A file lock beside the cache (hidden): ``name`` tells one lock of the same cache from another."""
+    from filelock import FileLock
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and path.stat().st_size:
-        with open(path, "rb+") as fh:
-            data = fh.read()
-            if not data.endswith(b"\n"):
-                fh.truncate(data.rfind(b"\n") + 1)
-    return open(path, "a", encoding="utf-8")
+    return FileLock(str(path.with_name(f".{path.name}{'.' + name if name else ''}.lock")))
+
+
+def _append_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Append one batch's rows to the cache, whole, under the cache's lock.
+
+    Several processes may append to one cache at once (seeds run in parallel share the base model's
+    replies): each batch is one write under the lock, so lines never interleave. An incomplete last
+    line left by a killed run is cut first.
+    """
+    with _lock(path):
+        if path.exists() and path.stat().st_size:
+            with open(path, "rb+") as fh:
+                data = fh.read()
+                if not data.endswith(b"\n"):
+                    fh.truncate(data.rfind(b"\n") + 1)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def read_generations(path: str | Path) -> list[dict[str, Any]]:
@@ -595,8 +609,6 @@ def generate(
     batch's new rows after they are written (a progress hook; raising from it stops the run, and a
     re-run resumes after the last written batch).
     """
-    from tqdm.auto import tqdm
-
     n = gen_cfg.num_samples if num_samples is None else num_samples
     if n < 1:
         raise IdfuError(f"num_samples must be positive, got {n}")
@@ -611,6 +623,45 @@ def generate(
     items = [
         (p, s, generation_key(ident, a_hash, decoding, template, p, s)) for p in problems for s in range(n)
     ]
+    kw: dict[str, Any] = {
+        "backend_name": backend_name,
+        "adapter": adapter,
+        "seed": seed,
+        "progress": progress,
+        "model": model,
+        "tokenizer": tokenizer,
+        "on_batch": on_batch,
+    }
+    if cache_path is None:
+        return _generate(items, model_cfg, gen_cfg, ident, a_hash, decoding, template, None, **kw)
+    # One process at a time generates for one model, adapter and decoding into one cache: seeds run
+    # in parallel both want the base model's replies; the second finds them cached instead of
+    # making them again. Other generations (each seed's adapter) go on side by side.
+    with _lock(Path(cache_path), _sha([ident, a_hash, decoding, template])[:12]):
+        return _generate(items, model_cfg, gen_cfg, ident, a_hash, decoding, template, Path(cache_path), **kw)
+
+
+def _generate(
+    items: list[tuple[Problem, int, str]],
+    model_cfg: ModelConfig,
+    gen_cfg: GenerationConfig,
+    ident: dict[str, Any],
+    a_hash: str | None,
+    decoding: dict[str, Any],
+    template: str,
+    cache_path: Path | None,
+    *,
+    backend_name: str,
+    adapter: str | Path | None,
+    seed: int,
+    progress: bool,
+    model: Any,
+    tokenizer: Any,
+    on_batch: Callable[[list[dict[str, Any]]], None] | None,
+) -> list[dict[str, Any]]:
+    """:func:`generate`'s work once the items and their keys are known (under the cache's lock)."""
+    from tqdm.auto import tqdm
+
     cache = read_cache(cache_path)
     pending = [it for it in items if it[2] not in cache]
     logger.info(
@@ -643,7 +694,6 @@ def generate(
             "template": template,
             "seed": seed if gen_cfg.do_sample else None,
         }
-        fh = _open_for_append(Path(cache_path)) if cache_path is not None else None
         bar = tqdm(
             total=len(pending),
             desc="generate" + (" (adapter)" if adapter else ""),
@@ -673,15 +723,11 @@ def generate(
                     }
                     cache[key] = row
                     new_rows.append(row)
-                if fh is not None:
-                    for row in new_rows:
-                        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    fh.flush()
+                if cache_path is not None:
+                    _append_rows(cache_path, new_rows)
                 bar.update(len(batch))
                 if on_batch is not None:
                     on_batch(new_rows)
         finally:
             bar.close()
-            if fh is not None:
-                fh.close()
     return [cache[key] for _, _, key in items]
