@@ -263,10 +263,10 @@ def test_report_files_round_trip(report, tmp_path):
 
 
 def test_lengths_are_counted_in_the_configured_tokenizer(hand_made):
-    from idfu_lab.config import ModelConfig
+    from idfu_lab.config import load_config
     from idfu_lab.generation.models import load_tokenizer
 
-    tok = load_tokenizer(ModelConfig())
+    tok = load_tokenizer(load_config("tiny").model)  # the default recipe's (the miniature, built once)
     pairs = load(hand_made)
     he = next(p for p in pairs.pairs if p.id == "he")
     prompt_text = tok.apply_chat_template(
