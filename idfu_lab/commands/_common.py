@@ -71,3 +71,22 @@ def out_dir(text: str) -> Path:
         return path
     _check_ancestor(path)
     return path
+
+
+def non_negative_int(text: str) -> int:
+    """An option's whole number, 0 or more (argparse's error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An option's whole number, 1 or more (argparse's error otherwise)."""
+    value = non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value

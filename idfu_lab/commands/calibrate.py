@@ -19,7 +19,7 @@ from idfu_lab.commands._common import add_no_progress
 
 def register(subparsers: Any) -> None:
     """Add the ``calibrate`` subcommand."""
-    from idfu_lab.commands.evaluate import _positive_int
+    from idfu_lab.commands._common import positive_int
 
     p = subparsers.add_parser(
         "calibrate",
@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--problems", metavar="FILE", help="the named benchmark's problem file, as for evaluate")
     p.add_argument("--force", action="store_true", help="measure again even when a calibration is cached")
-    p.add_argument("--workers", type=_positive_int, default=None, help="parallel workers (default: CPUs)")
+    p.add_argument("--workers", type=positive_int, default=None, help="parallel workers (default: CPUs)")
     p.add_argument("--json", action="store_true", help="print the calibration's summary and budgets as JSON")
     add_no_progress(p)
     p.set_defaults(func=run_calibrate)

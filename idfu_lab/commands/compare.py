@@ -16,12 +16,8 @@ from idfu_lab.commands._common import add_no_progress, out_dir
 
 def register(sub: argparse._SubParsersAction) -> None:
     from idfu_lab.analysis.compare import FORMATS
-    from idfu_lab.commands.evaluate import (
-        IMPORTS_CHOICES,
-        POSTPROCESS_CHOICES,
-        _positive_int,
-        timeout_arg,
-    )
+    from idfu_lab.commands._common import positive_int
+    from idfu_lab.commands.evaluate import IMPORTS_CHOICES, POSTPROCESS_CHOICES, timeout_arg
     from idfu_lab.problems import BENCHMARKS
 
     p = sub.add_parser(
@@ -93,7 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="seconds per sample (default: 3), or auto (calibrated per task, as 'evaluate --timeout auto')",
     )
     p.add_argument("--memory-mb", type=int, default=4096, help="address-space cap per sample (default: 4096)")
-    p.add_argument("--workers", type=_positive_int, help="executor processes (default: one per CPU)")
+    p.add_argument("--workers", type=positive_int, help="executor processes (default: one per CPU)")
     p.add_argument("--force", action="store_true", help="re-run notebooks that are already done")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
     add_no_progress(p)

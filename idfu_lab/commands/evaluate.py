@@ -18,7 +18,7 @@ import json
 import sys
 from typing import Any
 
-from idfu_lab.commands._common import add_no_progress, out_file
+from idfu_lab.commands._common import add_no_progress, non_negative_int, out_file, positive_int
 
 #: Choices mirrored from the contract of :mod:`idfu_lab.generation.postprocess` (imported only when used).
 POSTPROCESS_CHOICES = ("raw", "extract", "sanitize")
@@ -35,29 +35,12 @@ def timeout_arg(text: str) -> float | str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
 def _memory_mb(text: str) -> int:
     """A per-sample memory cap this machine can give (0: none); checked before any work."""
     from idfu_lab.analysis.judge import check_memory_mb
     from idfu_lab.errors import IdfuError
 
-    value = _non_negative_int(text)
+    value = non_negative_int(text)
     try:
         check_memory_mb(value)
     except IdfuError as e:
@@ -107,7 +90,7 @@ def register(subparsers: Any) -> None:
         "$HUMANEVAL_OVERRIDE_PATH/$MBPP_OVERRIDE_PATH, then EvalPlus's cache), MBPP's file or a Hub id for mbpp",
     )
     evaluate.add_argument(
-        "--workers", type=_positive_int, default=None, help="parallel workers (default: CPUs)"
+        "--workers", type=positive_int, default=None, help="parallel workers (default: CPUs)"
     )
     evaluate.add_argument(
         "--timeout",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from idfu_lab.commands._common import CONFIG_HELP, add_config, add_seeds, out_dir
+from idfu_lab.commands._common import CONFIG_HELP, add_config, add_seeds, out_dir, positive_int
 from idfu_lab.errors import IdfuError
 from idfu_lab.pipeline import NOTEBOOKS
 
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
     p.add_argument(
         "--jobs",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="seeds run at the same moment, each in kernels of its own (default 1; on one GPU keep 1)",
@@ -42,16 +42,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config(c)
     c.add_argument("--keys", action="store_true", help="list every key with its default and meaning")
     c.set_defaults(func=_config)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
 
 
 def _run(args: argparse.Namespace) -> int:
