@@ -12,6 +12,8 @@ PY      := $(VENV)/bin/python
 CLI     := $(VENV)/bin/idfu-lab
 CONFIG  ?= configs/tiny.yaml
 SEEDS   ?= 42 123 7
+# Seeds run side by side by `make demo` (idfu-lab run --jobs): the same results, sooner on 2 cores.
+JOBS    ?= 2
 RUN_DIR ?= runs/$(basename $(notdir $(CONFIG)))
 # CPU machines get this torch build, installed before anything else so that pip never resolves the
 # multi-GB CUDA wheels; where nvidia-smi works, the regular (CUDA) build is installed instead.
@@ -46,7 +48,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 demo: venv
-	HF_HUB_OFFLINE=1 $(CLI) run --config $(CONFIG) --seeds $(SEEDS) --run-dir $(RUN_DIR)
+	HF_HUB_OFFLINE=1 $(CLI) run --config $(CONFIG) --seeds $(SEEDS) --run-dir $(RUN_DIR) --jobs $(JOBS)
 	HF_HUB_OFFLINE=1 $(CLI) book --run $(RUN_DIR)
 	@echo "run:  $(abspath $(RUN_DIR))"
 	@echo "book: $(abspath _build/html/index.html)"
