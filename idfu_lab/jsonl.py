@@ -106,6 +106,24 @@ def _replace_atomically(path: Path, write: Any) -> Path:
     return path
 
 
+def write_text(text: str, path: str | Path) -> Path:
+    """Write a text file (a recipe, a cached page fragment), atomically."""
+    return _replace_atomically(Path(path), lambda fh: fh.write(text))
+
+
+def lock_beside(path: str | Path, name: str = "") -> Any:
+    """A file lock for ``path``, as a hidden empty file beside it (``.<file>[.<name>].lock``).
+
+    For files that several processes change (a run's manifest, a shared generation cache): hold it
+    around a read-change-write or an append. ``name`` gives one file several independent locks.
+    """
+    from filelock import FileLock
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path.with_name(f".{path.name}{'.' + name if name else ''}.lock")))
+
+
 def write_json(obj: Any, path: str | Path, *, indent: int | None = 2) -> Path:
     """Write one JSON document (a metadata sidecar, a summary), atomically."""
     return _replace_atomically(Path(path), lambda fh: fh.write(dumps(obj, indent=indent) + "\n"))

@@ -57,7 +57,7 @@ from typing import Any
 
 from idfu_lab.config import Config, config_hash, load_config, repo_root, to_yaml
 from idfu_lab.errors import IdfuError
-from idfu_lab.jsonl import write_json
+from idfu_lab.jsonl import lock_beside, write_json, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -253,14 +253,6 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     write_json(data, path)
-
-
-def _replace_text(path: Path, text: str) -> None:
-    """Write a text file atomically: a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class RunLayout:
@@ -462,11 +454,7 @@ class Run:
         array writing into one run directory), and every seed also writes the run's own manifest; a
         read-change-write without the lock could drop what another process wrote in between.
         """
-        from filelock import FileLock
-
-        self.manifest_path.parent.mkdir(parents=True, exist_ok=True)
-        lock = self.manifest_path.with_name(f".{self.manifest_path.name}.lock")  # hidden, kept
-        with FileLock(str(lock)):
+        with lock_beside(self.manifest_path):
             m = self.manifest()
             yield m
             _write_json(self.manifest_path, m)
@@ -503,7 +491,7 @@ class Run:
             prov["seed"] = self.seed
         with self._editing_manifest() as m:
             if not cfg_file.exists() or cfg_file.read_text() != text:
-                _replace_text(cfg_file, text)
+                write_text(text, cfg_file)
             m.update(prov)
             m.setdefault("started", _now())
             m.setdefault("steps", {})

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from idfu_lab.config import GenerationConfig, ModelConfig
 from idfu_lab.errors import IdfuError
-from idfu_lab.jsonl import iter_records
+from idfu_lab.jsonl import iter_records, lock_beside
 
 if TYPE_CHECKING:  # pragma: no cover
     from idfu_lab.problems import Problem
@@ -235,14 +235,6 @@ def read_cache(path: str | Path | None) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def _lock(path: Path, name: str = "") -> Any:
-    """A file lock beside the cache (hidden): ``name`` tells one lock of the same cache from another."""
-    from filelock import FileLock
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(path.with_name(f".{path.name}{'.' + name if name else ''}.lock")))
-
-
 def _append_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     """Append one batch's rows to the cache, whole, under the cache's lock.
 
@@ -250,7 +242,7 @@ def _append_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     replies): each batch is one write under the lock, so lines never interleave. An incomplete last
     line left by a killed run is cut first.
     """
-    with _lock(path):
+    with lock_beside(path):
         if path.exists() and path.stat().st_size:
             with open(path, "rb+") as fh:
                 data = fh.read()
@@ -609,6 +601,8 @@ def generate(
     batch's new rows after they are written (a progress hook; raising from it stops the run, and a
     re-run resumes after the last written batch).
     """
+    from tqdm.auto import tqdm
+
     n = gen_cfg.num_samples if num_samples is None else num_samples
     if n < 1:
         raise IdfuError(f"num_samples must be positive, got {n}")
@@ -623,111 +617,81 @@ def generate(
     items = [
         (p, s, generation_key(ident, a_hash, decoding, template, p, s)) for p in problems for s in range(n)
     ]
-    kw: dict[str, Any] = {
-        "backend_name": backend_name,
-        "adapter": adapter,
-        "seed": seed,
-        "progress": progress,
-        "model": model,
-        "tokenizer": tokenizer,
-        "on_batch": on_batch,
-    }
-    if cache_path is None:
-        return _generate(items, model_cfg, gen_cfg, ident, a_hash, decoding, template, None, **kw)
     # One process at a time generates for one model, adapter and decoding into one cache: seeds run
     # in parallel both want the base model's replies; the second finds them cached instead of
     # making them again. Other generations (each seed's adapter) go on side by side.
-    with _lock(Path(cache_path), _sha([ident, a_hash, decoding, template])[:12]):
-        return _generate(items, model_cfg, gen_cfg, ident, a_hash, decoding, template, Path(cache_path), **kw)
-
-
-def _generate(
-    items: list[tuple[Problem, int, str]],
-    model_cfg: ModelConfig,
-    gen_cfg: GenerationConfig,
-    ident: dict[str, Any],
-    a_hash: str | None,
-    decoding: dict[str, Any],
-    template: str,
-    cache_path: Path | None,
-    *,
-    backend_name: str,
-    adapter: str | Path | None,
-    seed: int,
-    progress: bool,
-    model: Any,
-    tokenizer: Any,
-    on_batch: Callable[[list[dict[str, Any]]], None] | None,
-) -> list[dict[str, Any]]:
-    """:func:`generate`'s work once the items and their keys are known (under the cache's lock)."""
-    from tqdm.auto import tqdm
-
-    cache = read_cache(cache_path)
-    pending = [it for it in items if it[2] not in cache]
-    logger.info(
-        "generation %s%s: %d replies, %d cached, %d to generate",
-        ident["name"],
-        " + adapter" if adapter else "",
-        len(items),
-        len(items) - len(pending),
-        len(pending),
-    )
-    if pending:
-        from idfu_lab.generation.prompts import render
-
-        if backend_name == "vllm":
-            from idfu_lab.generation.models import load_tokenizer
-
-            run_batch: Any = _VLLMBackend(model_cfg, adapter)  # the process's one engine
-            tok = tokenizer if tokenizer is not None else load_tokenizer(model_cfg)
-            batch_size = len(pending)  # vLLM schedules internally; one call, still cached per row
-        else:
-            run_batch = _TransformersBackend(model_cfg, adapter, model=model, tokenizer=tokenizer)
-            tok = run_batch.tokenizer
-            batch_size = gen_cfg.batch_size
-        row_base = {
-            "model": ident["name"],
-            "adapter": str(adapter) if adapter is not None else None,
-            "adapter_hash": a_hash,
-            "decoding": decoding,
-            "weights": {k: v for k, v in ident.items() if k not in ("name", "chat")},
-            "template": template,
-            "seed": seed if gen_cfg.do_sample else None,
-        }
-        bar = tqdm(
-            total=len(pending),
-            desc="generate" + (" (adapter)" if adapter else ""),
-            unit="reply",
-            disable=not progress,
+    if cache_path is None:
+        lock: Any = contextlib.nullcontext()
+    else:
+        cache_path = Path(cache_path)
+        lock = lock_beside(cache_path, _sha([ident, a_hash, decoding, template])[:12])
+    with lock:
+        cache = read_cache(cache_path)
+        pending = [it for it in items if it[2] not in cache]
+        logger.info(
+            "generation %s%s: %d replies, %d cached, %d to generate",
+            ident["name"],
+            " + adapter" if adapter else "",
+            len(items),
+            len(items) - len(pending),
+            len(pending),
         )
-        try:
-            for start in range(0, len(pending), batch_size):
-                batch = pending[start : start + batch_size]
-                texts = [render(tok, p.prompt, template, chat=model_cfg.chat) for p, _, _ in batch]
-                batch_seed = int(_sha([seed, [k for _, _, k in batch]])[:8], 16)
-                t0 = time.perf_counter()
-                outputs = run_batch(texts, gen_cfg, batch_seed)
-                seconds = time.perf_counter() - t0
-                new_rows = []
-                for (p, s, key), (text, n_tok, finish) in zip(batch, outputs, strict=True):
-                    text, stopped = truncate_at_stop(text, gen_cfg.stop)
-                    row = {
-                        "task_id": p.task_id,
-                        "sample_index": s,
-                        "completion": text,
-                        **row_base,
-                        "key": key,
-                        "n_tokens": n_tok,
-                        "finish": "stop" if stopped else finish,
-                        "gen_seconds": round(seconds / len(batch), 5),
-                    }
-                    cache[key] = row
-                    new_rows.append(row)
-                if cache_path is not None:
-                    _append_rows(cache_path, new_rows)
-                bar.update(len(batch))
-                if on_batch is not None:
-                    on_batch(new_rows)
-        finally:
-            bar.close()
-    return [cache[key] for _, _, key in items]
+        if pending:
+            from idfu_lab.generation.prompts import render
+
+            if backend_name == "vllm":
+                from idfu_lab.generation.models import load_tokenizer
+
+                run_batch: Any = _VLLMBackend(model_cfg, adapter)  # the process's one engine
+                tok = tokenizer if tokenizer is not None else load_tokenizer(model_cfg)
+                batch_size = len(pending)  # vLLM schedules internally; one call, still cached per row
+            else:
+                run_batch = _TransformersBackend(model_cfg, adapter, model=model, tokenizer=tokenizer)
+                tok = run_batch.tokenizer
+                batch_size = gen_cfg.batch_size
+            row_base = {
+                "model": ident["name"],
+                "adapter": str(adapter) if adapter is not None else None,
+                "adapter_hash": a_hash,
+                "decoding": decoding,
+                "weights": {k: v for k, v in ident.items() if k not in ("name", "chat")},
+                "template": template,
+                "seed": seed if gen_cfg.do_sample else None,
+            }
+            bar = tqdm(
+                total=len(pending),
+                desc="generate" + (" (adapter)" if adapter else ""),
+                unit="reply",
+                disable=not progress,
+            )
+            try:
+                for start in range(0, len(pending), batch_size):
+                    batch = pending[start : start + batch_size]
+                    texts = [render(tok, p.prompt, template, chat=model_cfg.chat) for p, _, _ in batch]
+                    batch_seed = int(_sha([seed, [k for _, _, k in batch]])[:8], 16)
+                    t0 = time.perf_counter()
+                    outputs = run_batch(texts, gen_cfg, batch_seed)
+                    seconds = time.perf_counter() - t0
+                    new_rows = []
+                    for (p, s, key), (text, n_tok, finish) in zip(batch, outputs, strict=True):
+                        text, stopped = truncate_at_stop(text, gen_cfg.stop)
+                        row = {
+                            "task_id": p.task_id,
+                            "sample_index": s,
+                            "completion": text,
+                            **row_base,
+                            "key": key,
+                            "n_tokens": n_tok,
+                            "finish": "stop" if stopped else finish,
+                            "gen_seconds": round(seconds / len(batch), 5),
+                        }
+                        cache[key] = row
+                        new_rows.append(row)
+                    if cache_path is not None:
+                        _append_rows(cache_path, new_rows)
+                    bar.update(len(batch))
+                    if on_batch is not None:
+                        on_batch(new_rows)
+            finally:
+                bar.close()
+        return [cache[key] for _, _, key in items]

@@ -666,7 +666,7 @@ def paper_plan() -> str:
     anything the plan depends on.
     """
     from idfu_lab.generation.models import cache_dir
-    from idfu_lab.jsonl import open_for_writing
+    from idfu_lab.jsonl import write_text
 
     cached = cache_dir() / "plans" / f"paper-{paper_plan_key()}.md"
     if cached.is_file():
@@ -675,11 +675,7 @@ def paper_plan() -> str:
 
     text = plan_markdown(build_plan(load_config("paper"), card_gib=8), level=4)
     text = text.replace(str(repo_root()) + "/", "")  # the recipe's path as the repository names it
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-    with open_for_writing(tmp) as fh:
-        fh.write(text)
-    os.replace(tmp, cached)  # atomic: a book built at the same moment reads the whole plan or none
+    write_text(text, cached)  # atomic: a book built at the same moment reads the whole plan or none
     return text
 
 
