@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import statsmodels.api as sm
+from statsmodels.regression.linear_model import OLS
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
@@ -227,7 +227,7 @@ def test_wald_se_equals_statsmodels_robust_se_of_the_differences() -> None:
     base, tuned = paired_frames(100, 7, 15, 42)
     out = stats.paired_comparison(base, tuned, n_boot=200)
     d = np.array([0] * 100 + [-1] * 7 + [1] * 15 + [0] * 42, dtype=float)
-    fit = sm.OLS(d, np.ones((d.size, 1))).fit(cov_type="HC0")
+    fit = OLS(d, np.ones((d.size, 1))).fit(cov_type="HC0")
     assert out["wald_se"] == pytest.approx(fit.bse[0])
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import scipy.optimize
 import scipy.stats
-import statsmodels.api as sm
+from statsmodels.regression.linear_model import OLS  # not statsmodels.api, which imports every model
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_confint
@@ -448,7 +448,7 @@ def pooled_difference(
     long = seed_problem_differences(pairs)
     groups = pd.factorize(long["task_id"])[0]
     exog = np.ones((len(long), 1))
-    model = sm.OLS(long["diff"].to_numpy(dtype=float), exog)
+    model = OLS(long["diff"].to_numpy(dtype=float), exog)
     fit = model.fit(cov_type="cluster", cov_kwds={"groups": groups})
     naive = model.fit()
     low, high = fit.conf_int(alpha=alpha)[0]
