@@ -138,20 +138,28 @@ def _ipc_prefix() -> str:
     return str(folder / name)
 
 
-#: What ``python -m ipykernel_launcher`` does, less one import: jsonschema (through nbformat, which
-#: ``myst_nb.glue`` imports in every notebook) imports ``rfc3987_syntax`` eagerly when it is installed,
-#: and that module compiles some 40 Earley parsers on import: 1.5 s of CPU in every kernel, for the
-#: "iri" format checks, which no schema a notebook validates uses. Marking the module absent makes
-#: jsonschema skip those two checks, as it does wherever the package is not installed.
-KERNEL_LAUNCHER = """\
+#: The first lines of the Python processes the pipeline and the book start that read notebooks (the
+#: kernels, ``jupyter-book build``): jsonschema (through nbformat, which ``myst_nb.glue`` imports in
+#: every notebook) imports ``rfc3987_syntax`` eagerly when it is installed, and that module compiles
+#: some 40 Earley parsers on import, in every such process, for the "iri" format checks, which no
+#: schema a notebook validates uses. Marking the module absent makes jsonschema skip those two checks,
+#: as it does wherever the package is not installed.
+WITHOUT_IRI_CHECKS = """\
 import sys
+sys.modules.setdefault("rfc3987_syntax", None)
+"""
+
+#: What ``python -m ipykernel_launcher`` does, after :data:`WITHOUT_IRI_CHECKS`.
+KERNEL_LAUNCHER = (
+    WITHOUT_IRI_CHECKS
+    + """\
 from pathlib import Path
 if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
     del sys.path[0]  # as ipykernel_launcher: the working directory is added back by the kernel
-sys.modules.setdefault("rfc3987_syntax", None)
 from ipykernel import kernelapp
 kernelapp.launch_new_instance()
 """
+)
 
 
 def kernel_command(cmd: list[str]) -> list[str]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import ast
 import datetime as _dt
 import functools
+import importlib.util
 import json
 import logging
 import math
@@ -47,7 +48,7 @@ import nbformat
 
 from idfu_lab.config import CURATE, Config, describe, from_dict, load_config, load_yaml, repo_root
 from idfu_lab.errors import IdfuError
-from idfu_lab.pipeline import PER_SEED, plan_for
+from idfu_lab.pipeline import PER_SEED, WITHOUT_IRI_CHECKS, plan_for
 from idfu_lab.runs import RunLayout
 
 logger = logging.getLogger(__name__)
@@ -961,17 +962,28 @@ class BuildResult:
         return self.html_dir / "index.html"
 
 
-def jupyter_book_executable() -> str:
-    """The venv's ``jupyter-book`` (next to this interpreter), else the one on PATH."""
-    beside = Path(sys.executable).parent / "jupyter-book"
-    if beside.exists():
-        return str(beside)
+#: ``jupyter-book``'s own entry point, run by this interpreter after :data:`WITHOUT_IRI_CHECKS`.
+JUPYTER_BOOK_LAUNCHER = (
+    WITHOUT_IRI_CHECKS
+    + """\
+from jupyter_book.cli.main import main
+sys.argv[0] = "jupyter-book"
+main()
+"""
+)
+
+
+def jupyter_book_command() -> list[str]:
+    """How ``jupyter-book`` is started: by this interpreter where it has the package (see
+    :data:`JUPYTER_BOOK_LAUNCHER`), else the ``jupyter-book`` on PATH as it is."""
+    if importlib.util.find_spec("jupyter_book") is not None:
+        return [sys.executable, "-c", JUPYTER_BOOK_LAUNCHER]
     found = shutil.which("jupyter-book")
     if not found:
         raise BookError(
             "jupyter-book is not installed in this environment (pip install 'jupyter-book>=1.0.4,<2')"
         )
-    return found
+    return [found]
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -1004,8 +1016,8 @@ def build(
     html = root / "_build" / "html"
     (html / STAMP_NAME).unlink(missing_ok=True)  # a failed build must not look like this run's book
     toc = (GENERATED_DIR / "_toc.yml").as_posix()
-    cmd = [jupyter_book_executable(), "build", str(root), "--toc", str(root / toc), *BUILD_FLAGS]
-    logger.info("building the book: %s", " ".join(cmd))
+    cmd = [*jupyter_book_command(), "build", str(root), "--toc", str(root / toc), *BUILD_FLAGS]
+    logger.info("building the book: jupyter-book %s", " ".join(cmd[cmd.index("build") :]))
     env = dict(os.environ, PYTHONWARNINGS="ignore::DeprecationWarning")
     t0 = time.perf_counter()
     try:
