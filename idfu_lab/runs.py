@@ -225,12 +225,15 @@ def data_hashes(cfg: Config) -> dict[str, str]:
     return hashes
 
 
-def device_info() -> dict[str, Any]:
+def device_info(*, ask_torch: bool = True) -> dict[str, Any]:
+    """The machine, and (``ask_torch``) whether torch sees CUDA and which GPU."""
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "cpu_count": os.cpu_count(),
     }
+    if not ask_torch:
+        return info
     try:
         import torch
 
@@ -240,6 +243,10 @@ def device_info() -> dict[str, Any]:
     except ImportError:  # pragma: no cover
         info["cuda"] = False
     return info
+
+
+def _torch_imported() -> bool:
+    return "torch" in sys.modules
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -472,7 +479,8 @@ class Run:
         The device (CUDA, the GPU's name) is asked of torch, whose import takes seconds: it is
         recorded when the manifest has none yet or torch is already imported, so a step that never
         touches torch (the taxonomy, delta tracing, the summary) keeps the device recorded by the
-        steps that did the work instead of importing torch to ask again.
+        steps that did the work instead of importing torch to ask again. A comparison of imported
+        generations runs no model at all: it records the machine without asking torch about a GPU.
         """
         cfg_file = self.layout.config
         text = to_yaml(self.config)
@@ -485,8 +493,9 @@ class Run:
             "packages": package_versions(),
             "data_hashes": data_hashes(self.config),
         }
-        if "torch" in sys.modules or "device" not in self.manifest():
-            prov["device"] = device_info()
+        if _torch_imported() or "device" not in self.manifest():
+            runs_a_model = not self.layout.compare_json.is_file()
+            prov["device"] = device_info(ask_torch=runs_a_model or _torch_imported())
         if self.seed is not None:
             prov["seed"] = self.seed
         with self._editing_manifest() as m:

@@ -16,6 +16,7 @@ from idfu_lab.analysis import compare, delta
 from idfu_lab.errors import IdfuError
 from idfu_lab.problems import load_humaneval
 
+pytestmark = pytest.mark.busy  # notebooks and real model replies, no tiny model: see tests/conftest.py
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CHAT = SHARED / "humaneval-generations" / "qwen2-llama3-chat"
 MBPP_PLUS = SHARED / "mbpp" / "MbppPlus-v0.1.0.jsonl"
@@ -253,6 +254,9 @@ def test_compare_command_runs_the_notebooks_and_resumes(compare_run):
     assert not (compare_run / "notebooks" / "01_data_audit.ipynb").exists()
     assert not (compare_run / "notebooks" / "seed-1" / "02_training.ipynb").exists()
     manifest = json.loads((compare_run / "seed-1" / "manifest.json").read_text())
+    # no model runs in a comparison: the machine is recorded, torch is not imported to ask about a GPU
+    assert manifest["device"]["cpu_count"] and "cuda" not in manifest["device"]
+    assert "cuda" not in json.loads((compare_run / "manifest.json").read_text())["device"]
     inputs = manifest["steps"]["notebook:03_evaluation"]["inputs"]
     assert any(name.endswith("ckpt.jsonl") for name in inputs) and any(
         name.endswith("base.jsonl") for name in inputs

@@ -200,13 +200,6 @@ def prepare(
     text = to_yaml(cfg)
     if not config_path.exists() or config_path.read_text() != text:
         config_path.write_text(text)
-    run = runs.open(config_path, run_dir=run_dir)
-    layout = run.layout
-    for seed, side in zip(seeds, sides[1:], strict=True):
-        for model, rows in (("base", sides[0].rows), ("tuned", side.rows)):
-            path = layout.generations(seed, model)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_records(rows, path)
 
     def describe_side(side: Side, seed: int | None = None) -> dict[str, Any]:
         out = {
@@ -233,11 +226,20 @@ def prepare(
         "tuned": [describe_side(side, seed) for seed, side in zip(seeds, sides[1:], strict=True)],
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
-    previous = spec(run) if is_compare(run) else {}
+    # written before the run is opened, which then knows that no model runs here (Run.write_provenance)
+    previous = spec(run_dir) if is_compare(run_dir) else {}
     if {k: v for k, v in previous.items() if k != "created"} != {
         k: v for k, v in record.items() if k != "created"
     }:
-        layout.compare_json.write_text(json.dumps(record, indent=2) + "\n")
+        runs.RunLayout(run_dir).compare_json.write_text(json.dumps(record, indent=2) + "\n")
+    run = runs.open(config_path, run_dir=run_dir)
+    layout = run.layout
+    for seed, side in zip(seeds, sides[1:], strict=True):
+        for model, rows in (("base", sides[0].rows), ("tuned", side.rows)):
+            path = layout.generations(seed, model)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_records(rows, path)
+
     run.update_manifest(compare={k: v for k, v in record.items() if k != "created"})
     return run
 
