@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# As in every notebook's kernel (idfu_lab.pipeline.KERNEL_LAUNCHER): jsonschema, which nbformat imports
+# to validate notebooks, skips its "iri" format checks (used by no notebook schema) instead of
+# compiling rfc3987_syntax's parsers in every test process.
+sys.modules.setdefault("rfc3987_syntax", None)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -86,18 +91,35 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     item.add_marker(pytest.mark.xdist_group(_work_unit(item)))
 
 
+def _miniature_is_built() -> bool:
+    from idfu_lab.config import load_config
+    from idfu_lab.generation.models import tiny_is_built
+
+    return tiny_is_built(load_config("tiny").model.tiny)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The order units are handed out in: the demo run first (the longest chain: the model, the
     pipeline, the book, the browser); then the modules that mostly wait (``waits``: sandbox time
     limits, killed workers), so that their idle seconds fall beside the demo run's CPU work instead
     of idling both cores at the end; then modules with slow tests; then the quick ones, which fill
-    the gaps at the end."""
+    the gaps at the end.
+
+    Where the miniature model is not cached yet, the demo run starts by building it on one core for
+    a minute or more (one thread: see ``miniature.warm_up``); the modules that keep a core busy
+    without that model (``busy``) then go before the waiting ones, which would leave the second
+    core idle beside the build, and the waiting ones fall beside the pipeline's parallel seeds."""
     units = {id(item): _work_unit(item) for item in items}
-    waits = {units[id(item)] for item in items if item.get_closest_marker("waits")}
-    slow = {units[id(item)] for item in items if item.get_closest_marker("slow")}
+    marked = {
+        name: {units[id(item)] for item in items if item.get_closest_marker(name)}
+        for name in ("busy", "waits", "slow")
+    }
+    order = ["busy", "waits", "slow"] if not _miniature_is_built() else ["waits", "busy", "slow"]
 
     def rank(item: pytest.Item) -> int:
         unit = units[id(item)]
-        return 0 if unit == DEMO_GROUP else 1 if unit in waits else 2 if unit in slow else 3
+        if unit == DEMO_GROUP:
+            return 0
+        return 1 + next((i for i, name in enumerate(order) if unit in marked[name]), len(order))
 
     items.sort(key=rank)

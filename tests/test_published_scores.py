@@ -15,6 +15,7 @@ import pytest
 from idfu_lab.generation.importers import import_file
 from idfu_lab.problems import load_humaneval
 
+pytestmark = pytest.mark.busy  # judges real model replies, no tiny model: see tests/conftest.py
 CHAT = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval-generations" / "qwen2-llama3-chat"
 
 #: Published pass@1 (results_python.json next to each file) and the passing count it implies.

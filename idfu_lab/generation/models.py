@@ -244,10 +244,19 @@ def build_tiny(tiny: TinyModelConfig, out: Path) -> Path:
     return out
 
 
+def _tiny_folder(tiny: TinyModelConfig) -> Path:
+    return cache_dir() / f"tiny-{tiny_fingerprint(tiny)}"
+
+
+def tiny_is_built(tiny: TinyModelConfig) -> bool:
+    """Whether the tiny model for ``tiny`` is in the cache already (nothing is built)."""
+    return (_tiny_folder(tiny) / "idfu_tiny.json").exists()
+
+
 def tiny_path(tiny: TinyModelConfig) -> Path:
     """The cached tiny model's folder, built on first use (atomically, safe for parallel callers)."""
-    target = cache_dir() / f"tiny-{tiny_fingerprint(tiny)}"
-    if (target / "idfu_tiny.json").exists():
+    target = _tiny_folder(tiny)
+    if tiny_is_built(tiny):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     # One builder at a time: a second caller (another seed's job, a parallel test worker) waits for
