@@ -15,9 +15,8 @@ from idfu_lab.benchmarks import calibrate as cal
 from idfu_lab.cli import main
 from idfu_lab.problems import load_humaneval, load_mini
 
-pytestmark = (
-    pytest.mark.busy
-)  # runs every canonical solution several times, no tiny model: see tests/conftest.py
+# runs every canonical solution several times, no tiny model: see tests/conftest.py
+pytestmark = pytest.mark.busy
 
 
 def test_mini_is_calibrated_in_seconds_with_every_budget_at_or_above_the_floor(tmp_path: Path) -> None:

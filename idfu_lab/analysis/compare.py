@@ -196,7 +196,8 @@ def prepare(
         },
     }
     cfg = from_dict(recipe, where="idfu-lab compare")
-    config_path = runs.RunLayout(run_dir).config
+    layout = runs.RunLayout(run_dir)
+    config_path = layout.config
     text = to_yaml(cfg)
     if not config_path.exists() or config_path.read_text() != text:
         config_path.write_text(text)
@@ -231,9 +232,8 @@ def prepare(
     if {k: v for k, v in previous.items() if k != "created"} != {
         k: v for k, v in record.items() if k != "created"
     }:
-        runs.RunLayout(run_dir).compare_json.write_text(json.dumps(record, indent=2) + "\n")
+        layout.compare_json.write_text(json.dumps(record, indent=2) + "\n")
     run = runs.open(config_path, run_dir=run_dir)
-    layout = run.layout
     for seed, side in zip(seeds, sides[1:], strict=True):
         for model, rows in (("base", sides[0].rows), ("tuned", side.rows)):
             path = layout.generations(seed, model)

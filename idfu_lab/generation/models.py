@@ -248,22 +248,26 @@ def _tiny_folder(tiny: TinyModelConfig) -> Path:
     return cache_dir() / f"tiny-{tiny_fingerprint(tiny)}"
 
 
+def _finished(folder: Path) -> bool:
+    return (folder / "idfu_tiny.json").exists()  # written last by build_tiny
+
+
 def tiny_is_built(tiny: TinyModelConfig) -> bool:
     """Whether the tiny model for ``tiny`` is in the cache already (nothing is built)."""
-    return (_tiny_folder(tiny) / "idfu_tiny.json").exists()
+    return _finished(_tiny_folder(tiny))
 
 
 def tiny_path(tiny: TinyModelConfig) -> Path:
     """The cached tiny model's folder, built on first use (atomically, safe for parallel callers)."""
     target = _tiny_folder(tiny)
-    if tiny_is_built(tiny):
+    if _finished(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     # One builder at a time: a second caller (another seed's job, a parallel test worker) waits for
     # the first build instead of repeating minutes of work. The build is still written aside and
     # renamed into place, so a builder killed half-way leaves nothing that looks finished.
     with FileLock(str(target) + ".lock"):
-        if (target / "idfu_tiny.json").exists():
+        if _finished(target):
             return target
         tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
         try:
@@ -271,7 +275,7 @@ def tiny_path(tiny: TinyModelConfig) -> Path:
             try:
                 tmp.rename(target)
             except OSError:  # another process finished first: theirs is identical
-                if not (target / "idfu_tiny.json").exists():
+                if not _finished(target):
                     raise
         finally:
             if tmp.exists():
