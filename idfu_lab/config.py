@@ -272,6 +272,10 @@ class AuditConfig:
     timeout: float = _f(3.0, "seconds per program in the gates")
 
 
+#: ``dpo.optim`` values (transformers' ``OptimizerNames``) that are torch's own optimizers.
+TORCH_OPTIMIZERS = frozenset({"adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad", "rmsprop"})
+
+
 @dataclass
 class Config:
     """A whole recipe."""
@@ -292,6 +296,12 @@ class Config:
     source: str | None = field(
         default=None, metadata={"help": "file this config was read from", "internal": True}
     )
+
+    @property
+    def uses_bitsandbytes(self) -> bool:
+        """Whether this recipe can need bitsandbytes: a 4-bit base, or an optimizer that is not torch's own
+        (transformers takes ``paged_*``, ``*_8bit``, ``lion_*`` and others from bitsandbytes)."""
+        return self.model.load_in_4bit or self.dpo.optim not in TORCH_OPTIMIZERS
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, without the internal ``source`` field."""

@@ -149,37 +149,45 @@ import sys
 sys.modules.setdefault("rfc3987_syntax", None)
 """
 
-#: What ``python -m ipykernel_launcher`` does, after :data:`WITHOUT_IRI_CHECKS`.
-KERNEL_LAUNCHER = (
-    WITHOUT_IRI_CHECKS
-    + """\
+#: Where the recipe never uses bitsandbytes (:attr:`idfu_lab.config.Config.uses_bitsandbytes`), its kernels
+#: start without it too: peft imports it whenever it is installed, and on import its CPU backend
+#: compiles its kernels with ``torch.compile`` (~1.4 s of CPU in every kernel that trains or loads an
+#: adapter). Marked absent, the libraries see what they see on a machine without the package.
+WITHOUT_BITSANDBYTES = """\
+sys.modules.setdefault("bitsandbytes", None)
+"""
+
+#: What ``python -m ipykernel_launcher`` does, after :data:`WITHOUT_IRI_CHECKS` (and, for a recipe
+#: without bitsandbytes, :data:`WITHOUT_BITSANDBYTES`).
+KERNEL_START = """\
 from pathlib import Path
 if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
     del sys.path[0]  # as ipykernel_launcher: the working directory is added back by the kernel
 from ipykernel import kernelapp
 kernelapp.launch_new_instance()
 """
-)
 
 
-def kernel_command(cmd: list[str]) -> list[str]:
-    """A kernel spec's command with :data:`KERNEL_LAUNCHER` in place of ``-m ipykernel_launcher``.
+def kernel_command(cmd: list[str], *, without_bitsandbytes: bool = False) -> list[str]:
+    """A kernel spec's command with our launcher (:data:`KERNEL_START` after :data:`WITHOUT_IRI_CHECKS`)
+    in place of ``-m ipykernel_launcher``.
 
     Any other kernel (another language, a custom launcher) is started exactly as its spec says.
     """
     if len(cmd) >= 3 and cmd[1:3] == ["-m", "ipykernel_launcher"]:
-        return [cmd[0], "-c", KERNEL_LAUNCHER, *cmd[3:]]
+        launcher = WITHOUT_IRI_CHECKS + (WITHOUT_BITSANDBYTES if without_bitsandbytes else "") + KERNEL_START
+        return [cmd[0], "-c", launcher, *cmd[3:]]
     return cmd
 
 
-def _kernel_manager_class() -> type:
+def _kernel_manager_class(*, without_bitsandbytes: bool = False) -> type:
     """Kernels reached over Unix sockets of their own instead of localhost TCP.
 
     No port is opened, so no other local process can try to connect, and the kernel does not
     print its warning about unencrypted TCP into every run's log. Each kernel's sockets have a
     random name (:func:`_ipc_prefix`), so kernels started at the same moment never share them.
     Where Unix sockets are not available (Windows), papermill's default (TCP) is kept. Python kernels
-    start through :data:`KERNEL_LAUNCHER`.
+    start through :func:`kernel_command`'s launcher.
     """
     from jupyter_client.localinterfaces import localhost
     from jupyter_client.manager import AsyncKernelManager
@@ -187,7 +195,9 @@ def _kernel_manager_class() -> type:
 
     class IPCKernelManager(AsyncKernelManager):
         def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-            return kernel_command(super().format_kernel_cmd(extra_arguments))
+            return kernel_command(
+                super().format_kernel_cmd(extra_arguments), without_bitsandbytes=without_bitsandbytes
+            )
 
         @default("transport")
         def _default_transport(self) -> str:
@@ -200,7 +210,9 @@ def _kernel_manager_class() -> type:
     return IPCKernelManager
 
 
-def _execute(source: Path, output: Path, parameters: dict, kernel_name: str) -> None:
+def _execute(
+    source: Path, output: Path, parameters: dict, kernel_name: str, *, without_bitsandbytes: bool = False
+) -> None:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -215,7 +227,7 @@ def _execute(source: Path, output: Path, parameters: dict, kernel_name: str) -> 
             progress_bar=False,
             log_output=False,
             request_save_on_cell_execute=True,
-            kernel_manager_class=_kernel_manager_class(),
+            kernel_manager_class=_kernel_manager_class(without_bitsandbytes=without_bitsandbytes),
         )
     except PapermillExecutionError as e:
         where = f"cell {e.exec_count}" if e.exec_count is not None else f"cell index {e.cell_index}"
@@ -358,7 +370,7 @@ def _run_step(
     if not source.exists():
         raise IdfuError(f"notebook not found: {source}")
     t0 = time.perf_counter()
-    _execute(source, output, params, kernel_name)
+    _execute(source, output, params, kernel_name, without_bitsandbytes=not run.config.uses_bitsandbytes)
     seconds = time.perf_counter() - t0
     scoped.mark_done(step, [output], inputs=inputs, seconds=round(seconds, 2))
     logger.info("ran %s%s in %.1f s", notebook, where, seconds)

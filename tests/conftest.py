@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -10,10 +11,30 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# As in every notebook's kernel (idfu_lab.pipeline.KERNEL_LAUNCHER): jsonschema, which nbformat imports
+# As in every notebook's kernel (idfu_lab.pipeline.WITHOUT_IRI_CHECKS): jsonschema, which nbformat imports
 # to validate notebooks, skips its "iri" format checks (used by no notebook schema) instead of
 # compiling rfc3987_syntax's parsers in every test process.
 sys.modules.setdefault("rfc3987_syntax", None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session: pytest.Session):
+    """No cyclic garbage collection while the test modules (and torch, transformers, peft) are imported;
+    then one, and what is alive moves to the permanent generation (``gc.freeze``).
+
+    Importing them makes ~600,000 long-lived objects. As they are imported, Python runs a full
+    collection every time the heap grows by a quarter, and each full collection afterwards (automatic,
+    or ``gc.collect()`` in accelerate and the trainers) walks all of them again. Frozen, they are
+    walked no more; the tests' own garbage is collected as usual.
+    """
+    gc.disable()
+    try:
+        return (yield)
+    finally:
+        gc.collect()
+        gc.freeze()
+        gc.enable()
+
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -25,6 +25,19 @@ def test_profiles_by_name() -> None:
     assert load_config("paper").profile == "paper"
 
 
+def test_which_recipes_use_bitsandbytes() -> None:
+    """Only these may import it: its notebook kernels and training processes start without it otherwise."""
+    assert load_config("paper").uses_bitsandbytes  # a 4-bit base
+    assert not load_config("tiny").uses_bitsandbytes and not load_config("tiny-humaneval").uses_bitsandbytes
+    for optim, uses in (
+        ("paged_adamw_8bit", True),
+        ("adamw_bnb_8bit", True),
+        ("lion_32bit", True),
+        ("sgd", False),
+    ):
+        assert load_config("tiny", overrides={"dpo.optim": optim}).uses_bitsandbytes is uses
+
+
 def _write(tmp_path: Path, data: dict) -> Path:
     base = yaml.safe_load((CONFIGS[0].parent / "tiny.yaml").read_text())
     for dotted, value in data.items():

@@ -189,3 +189,27 @@ def test_kernels_started_together_never_share_sockets(
     assert len(set(prefixes)) == 3 and all(Path(p).is_absolute() for p in prefixes)
     assert len(set(pids)) == 3  # each client reached its own kernel
     assert list(tmp_path.iterdir()) == []  # no socket left in the working directory
+
+
+def test_a_kernel_for_a_recipe_without_bitsandbytes_starts_without_it() -> None:
+    """The tiny recipe's kernels: peft and transformers find no bitsandbytes (as on a machine without
+    it), and nothing else is marked absent; any other kernel starts as its spec says."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from idfu_lab.pipeline import kernel_command
+
+    spec = KernelSpecManager().get_kernel_spec("python3").argv
+    probe = (
+        "import importlib.util, sys\n"
+        "print(importlib.util.find_spec('bitsandbytes') is None, importlib.util.find_spec('peft') is None)"
+    )
+    answers = []
+    for without in (True, False):
+        cmd = kernel_command(spec, without_bitsandbytes=without)
+        code = cmd[cmd.index("-c") + 1].replace("kernelapp.launch_new_instance()", probe)
+        answers.append(
+            subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split()
+        )
+    assert answers == [["True", "False"], ["False", "False"]]
+    other = ["/usr/bin/other-kernel", "-f", "{connection_file}"]
+    assert kernel_command(other, without_bitsandbytes=True) == other

@@ -224,13 +224,30 @@ def _print_plan(args: argparse.Namespace, overrides: dict[str, Any], say: Any) -
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m idfu_lab.training.launch`` / ``accelerate launch -m idfu_lab.training.launch``."""
+def _without_unused_bitsandbytes(args: argparse.Namespace) -> None:
+    """A recipe that never uses bitsandbytes trains without importing it, as its notebook kernels do
+    (:data:`idfu_lab.pipeline.WITHOUT_BITSANDBYTES`). Only for a process of its own: the mark holds
+    for everything the process does afterwards."""
+    from idfu_lab.config import load_config
+
+    try:
+        cfg = load_config(args.config, overrides=dict(_parse_override(o) for o in args.overrides))
+    except IdfuError:
+        return  # run_from_args reports it
+    if not cfg.uses_bitsandbytes:
+        sys.modules.setdefault("bitsandbytes", None)
+
+
+def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:
+    """``python -m idfu_lab.training.launch`` / ``accelerate launch -m idfu_lab.training.launch``
+    (``own_process``: nothing else runs in this interpreter)."""
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
+        if own_process:
+            _without_unused_bitsandbytes(args)
         return run_from_args(args)
     except IdfuError as e:
         logger.error("%s", e)
@@ -241,4 +258,4 @@ if __name__ == "__main__":
     # `python -m` runs this file as __main__; delegate to the imported module so there is one copy of it
     from idfu_lab.training.launch import main as _main
 
-    sys.exit(_main())
+    sys.exit(_main(own_process=True))
