@@ -25,20 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from idfu_lab.errors import IdfuError
+from idfu_lab.generation.importers import FORMATS
 from idfu_lab.jsonl import write_json
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
     from idfu_lab.analysis.evaluation import SeedEvaluation
     from idfu_lab.runs import Run
 
 logger = logging.getLogger(__name__)
 
 STEP = "evaluate"
-#: The import formats ``compare`` reads (:mod:`idfu_lab.generation.importers`).
-FORMATS = ("idfu", "humaneval", "evalplus", "bigcode")
 KIND = "compare"
 
 
@@ -326,6 +325,8 @@ def suite_pass1(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, float]]:
 
 def describe(run: Run | str | Path) -> pd.DataFrame:
     """One row per compared file: its role, label, replicate, file, SHA-256, rows and missing tasks."""
+    import pandas as pd
+
     s = spec(run)
     rows = [{"role": "base", "replicate": "all", **_file_row(s["base"])}]
     rows += [{"role": "tuned", "replicate": str(t["seed"]), **_file_row(t)} for t in s["tuned"]]

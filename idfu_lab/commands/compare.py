@@ -15,9 +15,9 @@ from idfu_lab.commands._common import add_no_progress, out_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from idfu_lab.analysis.compare import FORMATS
     from idfu_lab.commands._common import positive_int
     from idfu_lab.commands.evaluate import IMPORTS_CHOICES, POSTPROCESS_CHOICES, timeout_arg
+    from idfu_lab.generation.importers import FORMATS
     from idfu_lab.problems import BENCHMARKS
 
     p = sub.add_parser(
