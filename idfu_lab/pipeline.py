@@ -157,9 +157,18 @@ WITHOUT_BITSANDBYTES = """\
 sys.modules.setdefault("bitsandbytes", None)
 """
 
+#: The kernels' cyclic garbage collector runs its young generation every 50,000 allocations instead of
+#: Python's 700. A kernel that imports torch, transformers and peft makes ~600,000 objects that live as
+#: long as it does; with the default, importing them runs eight full collections over the growing heap
+#: (1.4 s of CPU, measured with ``gc.callbacks``), with this one (0.6 s). Cyclic garbage waits a
+#: little longer to be freed; nothing else changes.
+KERNEL_GC_THRESHOLDS = (50_000, 20, 10)
+
 #: What ``python -m ipykernel_launcher`` does, after :data:`WITHOUT_IRI_CHECKS` (and, for a recipe
-#: without bitsandbytes, :data:`WITHOUT_BITSANDBYTES`).
-KERNEL_START = """\
+#: without bitsandbytes, :data:`WITHOUT_BITSANDBYTES`), with :data:`KERNEL_GC_THRESHOLDS`.
+KERNEL_START = f"""\
+import gc
+gc.set_threshold{KERNEL_GC_THRESHOLDS}
 from pathlib import Path
 if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
     del sys.path[0]  # as ipykernel_launcher: the working directory is added back by the kernel

@@ -193,7 +193,8 @@ def test_kernels_started_together_never_share_sockets(
 
 def test_a_kernel_for_a_recipe_without_bitsandbytes_starts_without_it() -> None:
     """The tiny recipe's kernels: peft and transformers find no bitsandbytes (as on a machine without
-    it), and nothing else is marked absent; any other kernel starts as its spec says."""
+    it), and nothing else is marked absent; every kernel collects its young garbage less often (see
+    ``KERNEL_GC_THRESHOLDS``); any other kernel starts as its spec says."""
     from jupyter_client.kernelspec import KernelSpecManager
 
     from idfu_lab.pipeline import kernel_command
@@ -201,7 +202,8 @@ def test_a_kernel_for_a_recipe_without_bitsandbytes_starts_without_it() -> None:
     spec = KernelSpecManager().get_kernel_spec("python3").argv
     probe = (
         "import importlib.util, sys\n"
-        "print(importlib.util.find_spec('bitsandbytes') is None, importlib.util.find_spec('peft') is None)"
+        "print(importlib.util.find_spec('bitsandbytes') is None, importlib.util.find_spec('peft') is None,"
+        " gc.get_threshold()[0])"
     )
     answers = []
     for without in (True, False):
@@ -210,6 +212,6 @@ def test_a_kernel_for_a_recipe_without_bitsandbytes_starts_without_it() -> None:
         answers.append(
             subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split()
         )
-    assert answers == [["True", "False"], ["False", "False"]]
+    assert answers == [["True", "False", "50000"], ["False", "False", "50000"]]  # KERNEL_GC_THRESHOLDS
     other = ["/usr/bin/other-kernel", "-f", "{connection_file}"]
     assert kernel_command(other, without_bitsandbytes=True) == other
