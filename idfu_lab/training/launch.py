@@ -224,16 +224,11 @@ def _print_plan(args: argparse.Namespace, overrides: dict[str, Any], say: Any) -
     return 0
 
 
-def _as_its_own_process(args: argparse.Namespace) -> None:
-    """Set up as a notebook kernel is (:mod:`idfu_lab.pipeline`): the kernels' garbage-collector
-    thresholds, and a recipe that never uses bitsandbytes trains without importing it. Only for a
-    process of its own: both hold for everything the process does afterwards."""
-    import gc
-
+def _without_unused_bitsandbytes(args: argparse.Namespace) -> None:
+    """A recipe that never uses bitsandbytes trains without importing it, as its notebook kernels do
+    (:data:`idfu_lab.pipeline.WITHOUT_BITSANDBYTES`). Only for a process of its own: the mark holds
+    for everything the process does afterwards."""
     from idfu_lab.config import load_config
-    from idfu_lab.pipeline import KERNEL_GC_THRESHOLDS
-
-    gc.set_threshold(*KERNEL_GC_THRESHOLDS)
 
     try:
         cfg = load_config(args.config, overrides=dict(_parse_override(o) for o in args.overrides))
@@ -252,7 +247,7 @@ def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         if own_process:
-            _as_its_own_process(args)
+            _without_unused_bitsandbytes(args)
         return run_from_args(args)
     except IdfuError as e:
         logger.error("%s", e)
