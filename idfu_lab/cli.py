@@ -53,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in QUIET_BUT_INFO:
         logging.getLogger(name).setLevel(min(level, logging.INFO))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # A command reads and writes notebooks (papermill, nbformat) but never checks an IRI: as in the
+    # kernels (idfu_lab.pipeline.WITHOUT_IRI_CHECKS), jsonschema is left to skip those checks instead
+    # of compiling their parsers (1.6 s of CPU in a command that runs notebooks).
+    sys.modules.setdefault("rfc3987_syntax", None)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -88,3 +88,19 @@ def test_a_summary_is_printed_once(tmp_path, repo: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "parity violation" in line]
     assert len(lines) == 1, lines
+
+
+def test_a_command_reads_notebooks_without_the_iri_checks(repo: Path) -> None:
+    """As in the kernels (``pipeline.WITHOUT_IRI_CHECKS``): a command's process, which reads notebooks
+    through nbformat, leaves jsonschema's IRI format checks out; every other format check is kept."""
+    code = (
+        "import sys\n"
+        "from idfu_lab.cli import main\n"
+        "assert main(['config', 'tiny']) == 0\n"
+        "import jsonschema, nbformat\n"
+        "checked = jsonschema.FormatChecker().checkers\n"
+        "print(sys.modules['rfc3987_syntax'] is None, 'iri' in checked, 'date-time' in checked)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "True False True"
