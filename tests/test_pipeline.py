@@ -210,7 +210,9 @@ def test_a_kernel_for_a_recipe_without_bitsandbytes_starts_without_it() -> None:
         cmd = kernel_command(spec, without_bitsandbytes=without)
         code = cmd[cmd.index("-c") + 1].replace("kernelapp.launch_new_instance()", probe)
         answers.append(
-            subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split()
+            subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+            ).stdout.split()
         )
     assert answers == [["True", "False", "50000"], ["False", "False", "50000"]]  # KERNEL_GC_THRESHOLDS
     other = ["/usr/bin/other-kernel", "-f", "{connection_file}"]
