@@ -244,6 +244,8 @@ def test_recipe_table_lists_every_key_and_marks_differences_from_the_study(tmp_p
     # the tiny profile's learning rate differs from the study's: bold, the study's value after it
     assert "| `learning_rate` | **`0.0005`** (study: `5e-05`) |" in text
     assert "| `beta` | `0.1` |" in text
+    # the study ran no tiny model: its tiny shape is not a value to compare against
+    assert "| `tiny.hidden_size` | `128` |" in text and "(study: `shapes`)" not in text
     paper = book.recipe_context(load_config("paper"))
     keys = {row["key"] for s in paper["sections"] for row in s["rows"]}
     assert "tiny.hidden_size" not in keys  # a Hub model has no tiny shape

@@ -470,10 +470,15 @@ def recipe_context(config: Config) -> dict[str, Any]:
     study = _paper_recipe()
     sections: dict[str, list[dict[str, Any]]] = {}
     for key, _default, help_text in describe():
-        if key.startswith("model.tiny.") and config.model.name_or_path != "tiny":
+        tiny_shape = key.startswith("model.tiny.")
+        if tiny_shape and config.model.name_or_path != "tiny":
             continue  # the tiny model's shape means nothing for a Hub model
+        # nor is the study's (Qwen from the Hub) a tiny shape to compare against
+        comparable = not (tiny_shape and study is not None and study.get("model.name_or_path") != "tiny")
         section = key.split(".")[0] if "." in key else ""
-        differs = study is not None and key != "description" and study.get(key) != values.get(key)
+        differs = (
+            study is not None and comparable and key != "description" and study.get(key) != values.get(key)
+        )
         sections.setdefault(section, []).append(
             {
                 "key": key.removeprefix(f"{section}.") if section else key,
