@@ -39,9 +39,13 @@ def test_without_cuda_it_says_to_use_the_dry_run(tmp_path) -> None:
 @pytest.mark.slow  # trains a 2-layer NF4 model twice and generates, on a CPU
 def test_dry_run_on_cpu_writes_the_whole_report(tmp_path) -> None:
     out = tmp_path / "gpu_check.json"
-    assert gpu_check.main(["--dry-run", "--out", str(out)]) == 0  # in this process: no second start-up
+    # in this process (no second start-up), at the narrowest width: the same path in less CPU time
+    assert gpu_check.main(["--dry-run", "--width", "sixteenth", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
-    assert r["ok"] is True and r["architecture"]["num_hidden_layers"] == 2
+    arch = r["architecture"]
+    assert r["ok"] is True and arch["num_hidden_layers"] == 2 and arch["hidden_size"] == 128
+    # grouped-query attention, as in the model: two query heads share each key/value head
+    assert arch["num_attention_heads"] == 2 * arch["num_key_value_heads"]
     assert (
         r["precision"]["load_in_4bit"] is True and r["precision"]["bf16"] is True
     )  # the NF4 path, rehearsed
