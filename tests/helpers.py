@@ -3,11 +3,23 @@ executed by the pipeline: what they glued and showed."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import nbformat
+
+
+def load_script(path: Path) -> ModuleType:
+    """A script of the repository's (``tools/``, ``benchmarks/``) imported as a module, to call in-process."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # dataclasses and pickling look their module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def glued(nb: nbformat.NotebookNode) -> dict[str, dict[str, Any]]:

@@ -8,28 +8,19 @@ through Selenium (skipped, with a message, where chromium or chromedriver is not
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import load_script
 
 from idfu_lab.pipeline import PER_SEED
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("book_check", REPO / "tools" / "book_check.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["book_check"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bookcheck = _load_tool()
+bookcheck = load_script(REPO / "tools" / "book_check.py")
 
 #: The article's width in the pages below: a table wider than it must be caught.
 _STYLE = "<style>body{margin:0} article{width:600px;margin:0 40px}</style>"

@@ -120,7 +120,8 @@ def test_an_input_edited_in_place_reruns_its_step_and_makes_downstream_stale(tmp
     from idfu_lab.pipeline import notebook_inputs
 
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text((REPO / "idfu_lab" / "data" / "fixture_pairs.jsonl").read_text())
+    fixture = (REPO / "idfu_lab" / "data" / "fixture_pairs.jsonl").read_text().splitlines(keepends=True)
+    pairs.write_text("".join(fixture[:10]))  # ten pairs: what is tested is which steps re-run
     cfg = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
     cfg.setdefault("data", {})["pairs"] = str(pairs)
     cfg["dpo"]["max_steps"] = 2  # what is tested is which steps re-run, not what training learns
