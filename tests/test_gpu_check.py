@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
+from helpers import load_script
 
 from idfu_lab.config import repo_root
 
-SCRIPT = repo_root() / "benchmarks" / "gpu_check.py"
-sys.path.insert(0, str(SCRIPT.parent))
-import gpu_check  # noqa: E402
+gpu_check = load_script(repo_root() / "benchmarks" / "gpu_check.py")
 
 
 def test_missing_packages_name_the_wheels_to_carry_and_their_sizes() -> None:

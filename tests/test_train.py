@@ -481,14 +481,11 @@ def test_estimate_for_the_paper_recipe_needs_no_download() -> None:
     }
 
 
-def test_throughput_benchmark_skips_cleanly_without_cuda(capsys, monkeypatch) -> None:
-    import sys
-
+def test_throughput_benchmark_skips_cleanly_without_cuda(capsys) -> None:
     from helpers import load_script
 
     if torch.cuda.is_available():
         pytest.skip("with CUDA the benchmark really runs (make bench)")
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts the repository on it
     script = load_script(repo_root() / "benchmarks" / "train_throughput.py")
     # its own main, in this process: torch is imported here already, a second interpreter would import it again
     assert script.main([]) == 0 and "skipped: no CUDA" in capsys.readouterr().out
