@@ -368,3 +368,45 @@ def test_cli_audit_bad_input_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{bad}: no usable pairs (2 rows quarantined; first: row 1: missing field 'chosen')" in err
     assert (tmp_path / "o" / "quarantine.jsonl").read_text().count("\n") == 2
+
+
+def _edit_frame(points: list[tuple[int, int, bool]]):
+    import pandas as pd
+
+    return pd.DataFrame(
+        [
+            {
+                "id": f"p{i}",
+                "synthetic.token_edit_distance": d,
+                "synthetic.changed_lines": lines,
+                "synthetic.suspected": s,
+            }
+            for i, (d, lines, s) in enumerate(points)
+        ]
+    )
+
+
+def test_edit_distance_figure_counts_pairs_sharing_a_point_and_names_few_suspects():
+    """Pairs pile up on a few integer points: one marker a point, its area the number of pairs on it,
+    the legend's counts add up, and the suspects' ids are one label a point, never printed over each other."""
+    from idfu_lab.report.plots.audit import LABELLED_SUSPECTS, edit_distances
+
+    few = _edit_frame([(1, 1, True)] * 3 + [(2, 1, True)] + [(9, 2, False)] * 5 + [(30, 3, False)])
+    ax = edit_distances(few).axes[0]
+    honest, suspects = ax.collections
+    assert sorted(honest.get_sizes() / 16) == [1, 5] and sorted(suspects.get_sizes() / 16) == [1, 3]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[:2] == ["not suspected: 6 pairs", "suspected synthetic: 4 pairs"]
+    assert sorted(t.get_text() for t in ax.texts) == ["p0, p1, p2", "p3"]
+    low, high = ax.get_ylim()
+    assert [t for t in ax.get_yticks() if low <= t <= high] == [1, 2, 3]  # lines are whole numbers
+
+    many = _edit_frame([(1, 1, True)] * (LABELLED_SUSPECTS + 1) + [(4, 2, False)])
+    ax = edit_distances(many).axes[0]
+    assert not ax.texts  # too many to name: the legend counts them, the audit's table lists them
+    assert f"suspected synthetic: {LABELLED_SUSPECTS + 1} pairs" in [
+        t.get_text() for t in ax.get_legend().get_texts()
+    ]
+
+    empty = edit_distances(few.head(0)).axes[0]
+    assert [t.get_text() for t in empty.texts] == ["no pairs"]

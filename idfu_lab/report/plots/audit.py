@@ -110,38 +110,61 @@ def length_distributions(
     return fig
 
 
+#: Pairs sit on a few integer points (most honest pairs of one model differ by a line or two), so the
+#: ids of more than this many suspects would be printed on top of one another: the legend counts them
+#: instead, and the audit's table lists them.
+LABELLED_SUSPECTS = 12
+
+
 def edit_distances(frame: pd.DataFrame) -> Figure:
     """Token edit distance vs changed lines between chosen and rejected code; suspects in red.
 
     An injected bug sits in the bottom-left corner (one token, one line); honest pairs of two samples
-    spread out to the right.
+    spread out to the right. Both measures are whole numbers, so many pairs share a point: each marker
+    is one point, its area proportional to the pairs on it (drawn one by one, the pile would look like
+    a single pair). Suspects are named when there are at most :data:`LABELLED_SUSPECTS` of them.
     """
-    fig, (ax,) = _figure()
-    if not frame.empty:
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (ax,) = _figure(width=8.5)
+    x, y = "synthetic.token_edit_distance", "synthetic.changed_lines"
+    if frame.empty:
+        ax.text(0.5, 0.5, "no pairs", ha="center", va="center", transform=ax.transAxes)
+    else:
         suspected = frame["synthetic.suspected"].astype(bool)
-        for mask, color, label in (
-            (~suspected, "#4c72b0", "not suspected"),
-            (suspected, "#c44e52", "suspected synthetic"),
+        handles = []
+        for flag, color, label in (
+            (False, "#4c72b0", "not suspected"),
+            (True, "#c44e52", "suspected synthetic"),
         ):
-            sub = frame[mask]
-            if len(sub):
-                ax.scatter(
-                    sub["synthetic.token_edit_distance"],
-                    sub["synthetic.changed_lines"],
-                    color=color,
-                    label=label,
-                    alpha=0.8,
-                )
-        for _, row in frame[suspected].iterrows():
-            ax.annotate(
-                str(row["id"]),
-                (row["synthetic.token_edit_distance"], row["synthetic.changed_lines"]),
-                textcoords="offset points",
-                xytext=(4, 4),
-                fontsize="small",
+            sub = frame[suspected == flag]
+            if not len(sub):
+                continue
+            points = sub.groupby([x, y]).size().reset_index(name="pairs")
+            ax.scatter(
+                points[x], points[y], s=16 * points["pairs"], color=color, alpha=0.6, edgecolor="white"
             )
+            handles.append(
+                Line2D([], [], marker="o", linestyle="", color=color, label=f"{label}: {len(sub)} pairs")
+            )
+        if 0 < suspected.sum() <= LABELLED_SUSPECTS:  # one label a point: ids sharing it, joined
+            for (px, py), ids in frame[suspected].groupby([x, y])["id"]:
+                ax.annotate(
+                    ", ".join(map(str, ids)),
+                    (px, py),
+                    textcoords="offset points",
+                    xytext=(6, 6),
+                    fontsize="small",
+                )
         ax.set_xscale("symlog", linthresh=2)
-        ax.legend(fontsize="small")
+        ticks = [t for t in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if t <= frame[x].max() * 1.5]
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        top = int(frame[y].max())
+        ax.set_ylim(-0.5 if frame[y].min() == 0 else 0.5, top + 0.5)
+        handles.append(Line2D([], [], linestyle="", label="marker area: pairs at that point"))
+        ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_title("How far is each rejected side from its chosen side?")
     ax.set_xlabel("token edit distance (chosen -> rejected code)")
     ax.set_ylabel("changed lines")
