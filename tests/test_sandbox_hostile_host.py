@@ -15,6 +15,8 @@ import errno
 import logging
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -460,9 +462,9 @@ def _compile_bomb(depth: int) -> str:
 
 
 def test_a_compile_bomb_costs_only_its_own_row(problems: dict[str, Problem], sandbox_tmp: Path) -> None:
-    # check() calls the candidate three times: 3 x 0.15 s of CPU time, within the budget
+    # check() calls the candidate three times: 3 x 0.1 s of CPU time, well within the budget
     slow_but_correct = (
-        "    import time\n    end = time.process_time() + 0.15\n    while time.process_time() < end:\n        pass\n"
+        "    import time\n    end = time.process_time() + 0.1\n    while time.process_time() < end:\n        pass\n"
         + CORRECT
     )
     completions = [slow_but_correct, _compile_bomb(21), CORRECT, slow_but_correct]
@@ -474,6 +476,39 @@ def test_a_compile_bomb_costs_only_its_own_row(problems: dict[str, Problem], san
     ]
     assert verdicts[1].outcome in (Outcome.TIMEOUT, Outcome.MEMORY_ERROR)
     assert elapsed < 30  # the bomb was stopped at its budget, not after its ~16 s of compiling
+
+
+def test_a_sample_that_waited_for_a_cpu_past_its_backstop_still_passes(
+    problems: dict[str, Problem], sandbox_tmp: Path
+) -> None:
+    """A sample within its CPU budget that spent longer than the wall-clock backstop waiting for a
+    CPU (the machine's load, not the program) is judged on what it did: a PASS. The worker and six
+    busy loops share one CPU, each loop in a session of its own (the scheduler shares a CPU between
+    sessions first), so the sample gets about a seventh of it."""
+    if not protections()["backstop_excludes_cpu_wait"]:
+        pytest.skip("the backstop cannot tell waiting for a CPU from sleeping here")
+    cpu = max(os.sched_getaffinity(0))
+    busy_loop = [sys.executable, "-c", "while True: pass"]
+    pin = lambda: os.sched_setaffinity(0, {cpu})  # noqa: E731
+    hogs = [subprocess.Popen(busy_loop, preexec_fn=pin, start_new_session=True) for _ in range(6)]
+    mask = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})  # the worker takes the orchestrator's CPUs: this one
+    try:
+        # check() calls it three times: 0.3 s of CPU time in a 0.5 s budget; ~2.2 s of wall-clock time
+        working = (
+            "    import time\n    end = time.process_time() + 0.1\n    while time.process_time() < end:\n"
+            "        pass\n" + CORRECT
+        )
+        (verdict,) = _run(problems, [working], timeout=TIMEOUT)
+    finally:
+        os.sched_setaffinity(0, mask)
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    backstop = execution.WALL_FACTOR * TIMEOUT
+    assert verdict.duration_s > backstop, "the busy loops did not make the sample wait"
+    assert verdict.outcome is Outcome.PASS, (verdict.duration_s, verdict.cpu_s, verdict.message)
+    assert verdict.cpu_s < TIMEOUT
 
 
 def test_a_sample_over_its_budget_is_never_a_pass(problems: dict[str, Problem], sandbox_tmp: Path) -> None:

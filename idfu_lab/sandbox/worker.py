@@ -1067,8 +1067,13 @@ def _classify(
         "phase": phase,
     }
     if limit is None:
-        if cpu_budget and cpu is not None and cpu > budget:
-            limit = "cpu"
+        if cpu_budget and cpu is not None:
+            # The wall-clock backstop was watched while the sample ran, less the time it waited for
+            # a CPU (``_wait``); it ended before that backstop. Its raw wall-clock time, which
+            # includes that wait, says nothing about the program: on a busy machine a sample well
+            # within its CPU budget was a TIMEOUT here.
+            if cpu > budget:
+                limit = "cpu"
         elif elapsed > wall_limit:
             limit = "wall"
     if limit is not None:
