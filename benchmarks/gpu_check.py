@@ -400,10 +400,14 @@ def dry_run_architecture(paper_arch: dict[str, Any], width: str = "eighth") -> d
     the script itself (the test suite's run). ``width="full"``: its real widths (2,048 / 11,008, 16
     heads) with 2 layers and a 4,096-row vocabulary, for the memory comparison at real per-token sizes
     (slow on a CPU: tens of minutes).
+
+    Every projection's output width is a multiple of 32, as in the real model: bitsandbytes packs a
+    4-bit weight in blocks of 32 output rows for inference on a CPU with AVX512-BF16, and asserts on
+    any other width (a sixteenth of 11,008 is 688, rounded up here to 704).
     """
     if width == "full":
         return {**paper_arch, "num_hidden_layers": 2, "vocab_size": 4096}
-    hidden, intermediate = {"eighth": (256, 1376), "sixteenth": (128, 688)}[width]
+    hidden, intermediate = {"eighth": (256, 1376), "sixteenth": (128, 704)}[width]
     return {
         **paper_arch,
         "hidden_size": hidden,

@@ -11,7 +11,7 @@ from idfu_lab.config import load_config
 from idfu_lab.errors import IdfuError
 from idfu_lab.generation import models
 from idfu_lab.generation.generate import adapter_hash, generate, read_cache, resolve_backend, truncate_at_stop
-from idfu_lab.problems import load_humaneval
+from idfu_lab.problems import load_humaneval, load_mini
 
 pytestmark = pytest.mark.slow
 
@@ -78,17 +78,20 @@ def test_greedy_is_deterministic_and_batching_does_not_change_it(cfg, loaded, pr
     assert {r["template"] for r in a} == {"instruct"}
 
 
-def test_sampling_is_seeded(cfg, loaded, problems):
+def test_sampling_is_seeded(cfg, loaded):
+    """On mini's train split, where the miniature was warmed up on a mix of styles (what curation
+    samples from). On HumanEval, which it never saw, it may answer a bare fence with near certainty:
+    on some machines' build of it, on every problem, and then no seed could differ."""
     model, tok = loaded
+    problems = list(load_mini("train").values())[:4]
     g = _gen(cfg, do_sample=True, temperature=1.0, max_new_tokens=24, num_samples=2, batch_size=8)
-    one = generate(cfg.model, g, problems[:4], seed=42, model=model, tokenizer=tok, progress=False)
-    two = generate(cfg.model, g, problems[:4], seed=42, model=model, tokenizer=tok, progress=False)
-    other = generate(cfg.model, g, problems[:4], seed=123, model=model, tokenizer=tok, progress=False)
+    one = generate(cfg.model, g, problems, seed=42, model=model, tokenizer=tok, progress=False)
+    two = generate(cfg.model, g, problems, seed=42, model=model, tokenizer=tok, progress=False)
+    other = generate(cfg.model, g, problems, seed=123, model=model, tokenizer=tok, progress=False)
     assert len(one) == 8 and [r["sample_index"] for r in one[:2]] == [0, 1]
     assert [r["completion"] for r in one] == [r["completion"] for r in two]
     assert [r["completion"] for r in one] != [r["completion"] for r in other]
-    # two samples of one problem differ (on HumanEval, which it never saw, the model sometimes
-    # answers a bare fence with certainty: not on every problem)
+    # two samples of one problem differ
     assert any(one[i]["completion"] != one[i + 1]["completion"] for i in range(0, 8, 2))
     assert {r["seed"] for r in one} == {42}
 
