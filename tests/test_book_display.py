@@ -57,6 +57,15 @@ def test_undefined_statistics_are_said_in_words() -> None:
     assert "nothing to test" in display.NO_DISCORDANT
 
 
+def test_p_values_keep_three_significant_digits_in_a_table() -> None:
+    frame = pd.DataFrame(
+        {"seed": [42, 123, 7], "McNemar exact p": [1.46e-11, 0.5, np.nan], "p-value": [0.0312, 1, 0]}
+    )
+    rows = _cells(display.table(frame, na={"McNemar exact p": display.NO_DISCORDANT}))
+    assert [r[1:] for r in rows[1:]] == [["1.46e-11", "0.0312"], ["0.5", "1"], [display.NO_DISCORDANT, "0"]]
+    assert display.p_value(1.46e-11) == "p = 1.46e-11"
+
+
 def test_series_table_keeps_each_value_type() -> None:
     rows = _cells(
         display.series_table({"steps": 18, "loss": 0.21244, "GPU": None, "device": "cpu"}, name="seed 7")

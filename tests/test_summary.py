@@ -159,3 +159,26 @@ def test_a_run_where_nothing_passes_still_summarises(tmp_path: Path) -> None:
     data = json.loads((run.dir / "summary" / "summary.json").read_text())
     assert data["mde"]["mde_unpaired_pp"] is None
     assert s.headline.loc["base (tiny)", "SYNTAX_ERROR"] == "20.00"
+
+
+def test_a_tiny_p_value_is_kept_in_the_file_and_shown_on_the_page(tmp_path: Path) -> None:
+    """40 problems gained, none lost: the exact McNemar p is 2 * 0.5**40 = 1.82e-12. Neither
+    summary.json (pandas writes 10 decimals by default) nor the page's table (a fixed number of
+    decimals) may turn it into 0."""
+    from idfu_lab.report import display
+
+    run = runs.open("tiny-humaneval", run_dir=tmp_path / "run")
+    task_ids = list(load_humaneval())
+    base_pass = np.arange(len(task_ids)) < 60
+    tuned_pass = np.arange(len(task_ids)) < 100
+    fails = np.array(["NAME_ERROR"] * len(task_ids))
+    write_jsonl(run.layout.results(42, "base"), _rows(base_pass, fails, task_ids))
+    write_jsonl(run.layout.results(42, "tuned"), _rows(tuned_pass, fails, task_ids))
+    s = summarise(run, n_boot=200)
+    expected = 2 * 0.5**40
+    assert s.paired.loc[0, "mcnemar_p"] == pytest.approx(expected)
+    data = json.loads((run.dir / "summary" / "summary.json").read_text())
+    assert data["paired"][0]["mcnemar_p"] == pytest.approx(expected)
+    html = display.table(s.paired_table()).to_html()
+    assert ">1.82e-12<" in html
+    assert display.p_value(expected) == "p = 1.82e-12"

@@ -153,10 +153,7 @@ class Summary:
                     interval(lo, hi) for lo, hi in zip(p["newcombe_low"], p["newcombe_high"], strict=True)
                 ],
                 # no discordant problem: the test has nothing to test (missing, said in words by the page)
-                "McNemar exact p": p["mcnemar_p"]
-                .astype(float)
-                .round(4)
-                .where(p["base_only"] + p["tuned_only"] > 0),
+                "McNemar exact p": p["mcnemar_p"].astype(float).where(p["base_only"] + p["tuned_only"] > 0),
             }
         ).set_index("seed")
 
@@ -187,8 +184,9 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN becomes null)."""
 
+        # pandas writes 10 decimals by default: an exact test's p of 1.5e-11 would become 0.0
         def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-            return json.loads(frame.to_json(orient="records"))
+            return json.loads(frame.to_json(orient="records", double_precision=15))
 
         return {
             "run": self.run_name,
@@ -200,7 +198,7 @@ class Summary:
             "per_seed": records(self.per_seed),
             "counts": records(self.counts),
             "headline_numbers": records(self.headline_numbers),
-            "headline": json.loads(self.headline.to_json(orient="index")),
+            "headline": json.loads(self.headline.to_json(orient="index", double_precision=15)),
             "paired": records(self.paired),
             "pooled": _json_safe(self.pooled),
             "mde": _json_safe(self.mde),

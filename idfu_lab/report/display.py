@@ -22,6 +22,8 @@ import pandas as pd
 
 #: What a table cell shows where a statistic is not defined (each table says why, under it).
 UNDEFINED = "—"
+#: How a p-value is written, in a sentence or a table: three significant digits (0.031, 1.46e-11).
+P_FORMAT = ".3g"
 
 #: Why a statistic has no value, in words a reader can act on.
 NO_DISCORDANT = "no discordant problems: the paired test has nothing to test"
@@ -47,7 +49,7 @@ def number(value: Any, fmt: str = ".2f", *, why: str = "not defined") -> str:
     return format(value, fmt)
 
 
-def p_value(p: Any, discordant: int | None = None, *, fmt: str = ".3g") -> str:
+def p_value(p: Any, discordant: int | None = None, *, fmt: str = P_FORMAT) -> str:
     """``p = 0.031``, or why there is no p-value (no discordant problems, or one that is not defined)."""
     if discordant == 0:  # an exact test on nothing returns 1: true, and meaningless
         return NO_DISCORDANT
@@ -58,6 +60,9 @@ def p_value(p: Any, discordant: int | None = None, *, fmt: str = ".3g") -> str:
 
 #: Column names of rates and differences: they keep their decimals even when every value is whole.
 _RATE = re.compile(r"%|\(pp\)|pass@|rate|share|mean|diff", flags=re.I)
+#: Column names of p-values (``McNemar exact p``, ``p-value``): written with :data:`P_FORMAT`. A fixed
+#: number of decimals shows an exact test's 1.5e-11 as 0, which no p-value is.
+_P_VALUE = re.compile(r"(^|\s)p$|p[- ]value", flags=re.I)
 
 
 def _integral(series: pd.Series) -> bool:
@@ -81,6 +86,7 @@ def table(
       all whole numbers (counts that became floats through a join), except rates, shares, means and
       differences (``pass@1 (%)``, ``tuned − base (pp)``), which keep their decimals.
     - ``na``: what a missing value shows, for every column or per column (``{"tuned_std": ONE_SEED}``).
+    - p-values (a column named ``... p`` or ``p-value``) get three significant digits (``1.46e-11``).
     - other numbers get ``decimals`` decimals.
     """
     shown = frame.copy()
@@ -93,15 +99,18 @@ def table(
         shown = shown.reset_index()
     shown.columns = [" · ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in shown.columns]
     numeric = [c for c in shown.columns if pd.api.types.is_numeric_dtype(shown[c]) and shown[c].dtype != bool]
+    p_values = [c for c in numeric if _P_VALUE.search(c)]
     whole = (
-        [c for c in numeric if _integral(shown[c]) and not _RATE.search(c)]
+        [c for c in numeric if _integral(shown[c]) and not _RATE.search(c) and c not in p_values]
         if integers is None
         else [str(c) for c in integers if str(c) in shown.columns]
     )
     styler = shown.style.hide(axis="index").format_index(_breakable, axis="columns")
     for column in shown.columns:
         missing = na.get(column, UNDEFINED) if isinstance(na, Mapping) else na
-        if column in whole:
+        if column in p_values:
+            styler = styler.format(f"{{:{P_FORMAT}}}", subset=[column], na_rep=missing)
+        elif column in whole:
             styler = styler.format("{:,.0f}", subset=[column], na_rep=missing)
         elif column in numeric:
             styler = styler.format(f"{{:,.{decimals}f}}", subset=[column], na_rep=missing)
