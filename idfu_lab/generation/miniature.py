@@ -234,9 +234,9 @@ def warm_up(model: Any, tokenizer: Any, tiny: TinyModelConfig, *, progress: bool
     model.train()
     losses: list[float] = []
     threads = torch.get_num_threads()
-    torch.set_num_threads(
-        1
-    )  # also what makes the build bit-for-bit reproducible across machines' core counts
+    # One thread: also what makes the build the same bit for bit whatever the machine's core count.
+    # Not across CPUs: another processor's float kernels round differently (see the README).
+    torch.set_num_threads(1)
     try:
         for batch in tqdm(batches, desc="miniature warm-up", unit="step", disable=not progress):
             width = max(len(ids) for ids, _ in batch)
