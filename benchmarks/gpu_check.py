@@ -401,13 +401,15 @@ def dry_run_architecture(paper_arch: dict[str, Any], width: str = "eighth") -> d
     heads) with 2 layers and a 4,096-row vocabulary, for the memory comparison at real per-token sizes
     (slow on a CPU: tens of minutes).
 
-    Every projection's output width is a multiple of 32, as in the real model: bitsandbytes packs a
-    4-bit weight in blocks of 32 output rows for inference on a CPU with AVX512-BF16, and asserts on
-    any other width (a sixteenth of 11,008 is 688, rounded up here to 704).
+    Every projection's width is a multiple of 64, as in the real model: for inference on a CPU with
+    AVX512-BF16, bitsandbytes repacks a 4-bit weight in blocks of 32 output rows and of its 64-element
+    quantisation block along the input, and fails on any other shape. So the intermediate size is a
+    fraction of 11,008 rounded up to a multiple of 64: an eighth is 1,376, here 1,408; a sixteenth
+    688, here 704.
     """
     if width == "full":
         return {**paper_arch, "num_hidden_layers": 2, "vocab_size": 4096}
-    hidden, intermediate = {"eighth": (256, 1376), "sixteenth": (128, 704)}[width]
+    hidden, intermediate = {"eighth": (256, 1408), "sixteenth": (128, 704)}[width]
     return {
         **paper_arch,
         "hidden_size": hidden,
