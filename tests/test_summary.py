@@ -15,6 +15,7 @@ from idfu_lab.analysis import stats
 from idfu_lab.analysis.summary import SUMMARY_FILES, load_results, summarise
 from idfu_lab.errors import IdfuError
 from idfu_lab.problems import load_humaneval
+from idfu_lab.report import display
 
 #: Failure mix drawn for failing problems (roughly the study's: mostly wrong answers, then missing names).
 FAILURES = {
@@ -165,8 +166,6 @@ def test_a_tiny_p_value_is_kept_in_the_file_and_shown_on_the_page(tmp_path: Path
     """40 problems gained, none lost: the exact McNemar p is 2 * 0.5**40 = 1.82e-12. Neither
     summary.json (pandas writes 10 decimals by default) nor the page's table (a fixed number of
     decimals) may turn it into 0."""
-    from idfu_lab.report import display
-
     run = runs.open("tiny-humaneval", run_dir=tmp_path / "run")
     task_ids = list(load_humaneval())
     base_pass = np.arange(len(task_ids)) < 60

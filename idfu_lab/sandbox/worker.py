@@ -1068,10 +1068,10 @@ def _classify(
     }
     if limit is None:
         if cpu_budget and cpu is not None:
-            # The wall-clock backstop was watched while the sample ran, less the time it waited for
-            # a CPU (``_wait``); it ended before that backstop. Its raw wall-clock time, which
-            # includes that wait, says nothing about the program: on a busy machine a sample well
-            # within its CPU budget was a TIMEOUT here.
+            # It ended by itself, so before the wall-clock backstop, which ``_wait`` counts without
+            # the time the sample waited for a CPU. Its raw wall-clock time includes that wait and
+            # says nothing about the program: judged on it, a sample well within its CPU budget was
+            # a TIMEOUT on a busy machine.
             if cpu > budget:
                 limit = "cpu"
         elif elapsed > wall_limit:
